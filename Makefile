@@ -1,0 +1,137 @@
+# agentlora build. Sources are found by wildcard: a new .c/.cc under src/ or a new test
+# under tests/unit or tests/integration needs no edit here.
+#
+#   make            ./agentlora (with the CUDA backend when nvcc is on the PATH)
+#   make deps       install the Debian packages the build needs (idempotent)
+#   make test       build and run the CPU test suite (Criterion)
+#   make test-asan  the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-gpu   the GPU suite (tests/gpu), needs an NVIDIA GPU
+#   make bench      kernel and end-to-end benchmarks (bench/)
+#   make demo       the README's first command: set-up, build, and the main job
+#   make clean
+
+SHELL := /bin/bash
+CC  ?= gcc
+CXX ?= g++
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
+
+DEB_PACKAGES := build-essential pkg-config libcjson-dev libsentencepiece-dev libpcre2-dev \
+                libopenblas-dev libcriterion-dev libutf8proc-dev
+PKGS := libcjson sentencepiece libpcre2-8 openblas criterion libutf8proc
+
+# CUDA=0 forces a CPU-only build even when nvcc exists (the sanitizer build uses it).
+ifeq ($(strip $(NVCC)),)
+CUDA ?= 0
+else
+CUDA ?= 1
+endif
+
+BUILD ?= build
+OPT   ?= -O2
+SANITIZE ?=
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcjson sentencepiece libpcre2-8 openblas libutf8proc 2>/dev/null)
+TEST_LIBS  := $(shell pkg-config --libs criterion 2>/dev/null)
+
+WARN     := -Wall -Wextra
+CPPFLAGS := -Iinclude -Isrc -Itests/support $(PKG_CFLAGS) -D_GNU_SOURCE
+CFLAGS   := -std=gnu11 $(OPT) -g $(WARN) -fopenmp $(SANITIZE)
+CXXFLAGS := -std=c++17 $(OPT) -g $(WARN) -fopenmp $(SANITIZE)
+LDFLAGS  := -fopenmp $(SANITIZE)
+LDLIBS   := $(PKG_LIBS) -lm -lpthread
+
+# The CUDA backend is built when nvcc exists and its sources are present.
+CUDA_SRC :=
+ifeq ($(CUDA),1)
+CUDA_SRC := $(wildcard kernels/*.cu) $(wildcard src/backend/cuda/*.cu)
+endif
+ifneq ($(strip $(CUDA_SRC)),)
+CPPFLAGS += -DAL_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+NVCC_GENCODE := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCCFLAGS := -std=c++17 -O3 $(NVCC_GENCODE) -Iinclude -Isrc -Ikernels -DAL_HAVE_CUDA=1 \
+             -Xcompiler -Wall,-Wextra,-fPIC --expt-relaxed-constexpr
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -ldl -lrt
+endif
+
+LIB_C   := $(filter-out src/cli/%,$(shell find src -name '*.c' -not -path 'src/backend/cuda/*' | sort))
+LIB_CXX := $(shell find src -name '*.cc' | sort)
+CLI_C   := $(wildcard src/cli/*.c)
+TEST_C  := $(wildcard tests/unit/*.c tests/integration/*.c tests/support/*.c)
+GPU_TEST_C := $(wildcard tests/gpu/*.c)
+
+obj = $(patsubst %,$(BUILD)/%.o,$(1))
+LIB_OBJ  := $(call obj,$(LIB_C) $(LIB_CXX) $(CUDA_SRC))
+CLI_OBJ  := $(call obj,$(CLI_C))
+TEST_OBJ := $(call obj,$(TEST_C))
+GPU_TEST_OBJ := $(call obj,$(GPU_TEST_C))
+
+.PHONY: all deps test test-asan test-gpu bench demo clean check-deps
+all: agentlora
+
+ifeq ($(BUILD),build)
+agentlora: $(BUILD)/agentlora
+	cp $< $@
+endif
+
+$(BUILD)/agentlora: $(LIB_OBJ) $(CLI_OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_runner: $(LIB_OBJ) $(TEST_OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+$(BUILD)/test_gpu: $(LIB_OBJ) $(GPU_TEST_OBJ) $(call obj,tests/support/test_support.c)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+$(BUILD)/%.c.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.cc.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Installs only what is missing, so a second run does nothing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "deps: all installed"; fi
+
+# Tests run from the repository root; they find ../shared through AL_SHARED_DIR.
+AL_SHARED_DIR ?= $(abspath ../shared)
+export AL_SHARED_DIR
+TEST_ENV := OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+
+test: agentlora $(BUILD)/test_runner
+	$(TEST_ENV) AL_CLI=./agentlora ./$(BUILD)/test_runner --jobs 2
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 CUDA=0 SANITIZE="$(ASAN_FLAGS)" build-asan/agentlora build-asan/test_runner
+	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  AL_CLI=./build-asan/agentlora ./build-asan/test_runner --jobs 2
+
+test-gpu: agentlora $(BUILD)/test_gpu
+	./$(BUILD)/test_gpu
+
+bench: agentlora
+	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "bench: bench/run.sh not present yet"; exit 1; fi
+
+demo: deps
+	$(MAKE) agentlora
+	bash data/demo.sh
+
+clean:
+	rm -rf build build-asan agentlora

@@ -1,0 +1,66 @@
+/* A conversation: the unit the data readers produce and the chat templates render.
+ * Records are AgentAlign-shaped: {id, category, sub_category, pattern, tools, messages},
+ * or the generic {"messages": [...], "tools": [...]}. */
+#ifndef AGENTLORA_CONVERSATION_H
+#define AGENTLORA_CONVERSATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cJSON;
+
+enum al_role { AL_ROLE_SYSTEM = 0, AL_ROLE_USER, AL_ROLE_ASSISTANT, AL_ROLE_TOOL };
+
+struct al_tool_call {
+    char *id;              /* may be NULL */
+    char *name;
+    struct cJSON *arguments;   /* always a parsed JSON value (object for well-formed calls) */
+    bool arguments_was_string; /* the record gave arguments as a JSON string */
+    char *arguments_text;      /* that string, byte for byte (templates that apply `tojson` to
+                                  it render the original text); NULL for object arguments */
+};
+
+struct al_message {
+    enum al_role role;
+    char *content;         /* "" when empty or null */
+    char *name;            /* tool name on tool turns, else NULL */
+    char *tool_call_id;    /* tool turns, may be NULL */
+    struct al_tool_call *tool_calls;
+    int n_tool_calls;
+};
+
+struct al_conversation {
+    char *id;              /* may be NULL (generic JSONL) */
+    char *category;        /* "benign" or a harm category; NULL for generic records */
+    char *sub_category;
+    bool harmful;          /* category present and != "benign" */
+    char **pattern;        /* behaviour chain steps, e.g. "Search.web_search" */
+    int n_pattern;
+    struct cJSON *tools;   /* owned array of OpenAI-style tool schemas, or NULL */
+    struct al_message *messages;
+    int n_messages;
+};
+
+/* Builds a conversation from one record. Errors (recorded with al_fail) name the source
+ * file and the 1-based record number: malformed record, unknown role, tool-call
+ * arguments that are not JSON, a tool result without a matching call, an empty
+ * conversation. Extra keys are tolerated. */
+int al_conversation_from_json(struct al_conversation *conv, const struct cJSON *record, const char *source,
+                              long record_number);
+void al_conversation_free(struct al_conversation *conv);
+
+/* The same from one record's JSON text (a JSONL line, or one element of the array).
+ * Prefer it when the text is at hand: numbers written as floats ("maximum": 2.0 in a tool
+ * schema) keep that spelling, which chat templates reproduce (Python prints 2.0, not 2). */
+int al_conversation_from_text(struct al_conversation *conv, const char *text, size_t length, const char *source,
+                              long record_number);
+
+/* Marks the numbers of a parsed document that its text wrote with a fraction or an
+ * exponent (and integers too long for a double), by keeping the literal in the number item's valuestring (cJSON frees and
+ * duplicates it like any valuestring; cJSON_IsNumber and valuedouble are unchanged).
+ * `text` must be the text `root` was parsed from. Returns 0, or -1 when they disagree. */
+int al_json_mark_float_literals(struct cJSON *root, const char *text, size_t length);
+
+const char *al_role_name(enum al_role role);
+
+#endif

@@ -1,0 +1,37 @@
+/* agentlora: the command-line entry point. Each subcommand lives in its own file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct al_command commands[] = {
+    {"inspect", "validate a model folder and print its architecture", al_cmd_inspect},
+    {"logits", "print (and save) a model's logits for given token ids", al_cmd_logits},
+};
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage: agentlora <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'agentlora <command> --help' describes a command's options.\n"
+                 "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return AL_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return AL_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "agentlora: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
+    return AL_EXIT_USAGE;
+}

@@ -1,0 +1,31 @@
+/* Leveled logging to stderr. */
+#include "agentlora/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static enum al_log_level threshold = AL_LOG_INFO;
+
+void al_log_set_level(enum al_log_level level)
+{
+    threshold = level;
+}
+
+enum al_log_level al_log_get_level(void)
+{
+    return threshold;
+}
+
+void al_log(enum al_log_level level, const char *fmt, ...)
+{
+    static const char *const labels[] = {"debug", "info", "warning", "error"};
+    if (level < threshold || level >= AL_LOG_QUIET)
+        return;
+    va_list args;
+    va_start(args, fmt);
+    if (level != AL_LOG_INFO)
+        fprintf(stderr, "%s: ", labels[level]);
+    vfprintf(stderr, fmt, args);
+    fputc('\n', stderr);
+    va_end(args);
+}

@@ -1,0 +1,30 @@
+/* Helpers shared by the test files: paths, temporary folders, random data, comparisons,
+ * and running the agentlora binary. */
+#ifndef AGENTLORA_TEST_SUPPORT_H
+#define AGENTLORA_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ../shared/<relative> (AL_SHARED_DIR overrides); the caller frees. */
+char *test_shared_path(const char *relative);
+/* A fresh empty directory under /tmp; the caller frees the string (and may leave the
+ * directory: /tmp is the test's scratch). */
+char *test_tmpdir(void);
+/* Writes bytes to dir/name and returns the full path (caller frees). */
+char *test_write_file(const char *dir, const char *name, const void *data, size_t size);
+/* Copies a file. */
+int test_copy_file(const char *from, const char *to);
+
+/* Uniform random floats in [-scale, scale) from a seeded generator. */
+void test_fill_random(float *x, int64_t n, uint64_t seed, float scale);
+
+/* max |a - b| / max(max |b|, floor): relative error against a reference. */
+double test_max_rel_error(const float *a, const float *ref, int64_t n, double floor);
+double test_max_abs_error(const float *a, const float *ref, int64_t n);
+
+/* Runs ./agentlora (or $AL_CLI) with the given arguments (NULL-terminated), captures
+ * stdout+stderr into a malloc'd string, returns the exit status (-1 on a signal). */
+int test_run_cli(char **output, const char *arg0, ...);
+
+#endif
