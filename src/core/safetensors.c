@@ -670,24 +670,29 @@ static cJSON *raw_integer(uint64_t value)
     return cJSON_CreateRaw(text);
 }
 
+/* Appends item to an array (name NULL) or object; false when out of memory, with item freed. */
+static bool attach(cJSON *parent, const char *name, cJSON *item)
+{
+    bool ok = item && (name ? cJSON_AddItemToObject(parent, name, item) : cJSON_AddItemToArray(parent, item));
+    if (!ok)
+        cJSON_Delete(item);
+    return ok;
+}
+
 static cJSON *tensor_entry(const struct pending_tensor *t, uint64_t begin)
 {
     cJSON *entry = cJSON_CreateObject();
-    cJSON *shape = cJSON_CreateArray();
-    cJSON *offsets = cJSON_CreateArray();
-    if (!entry || !shape || !offsets) {
+    bool ok = entry && cJSON_AddStringToObject(entry, "dtype", al_dtype_name(t->dtype));
+    cJSON *shape = ok ? cJSON_AddArrayToObject(entry, "shape") : NULL;
+    cJSON *offsets = shape ? cJSON_AddArrayToObject(entry, "data_offsets") : NULL;
+    ok = offsets != NULL;
+    for (int d = 0; ok && d < t->ndim; d++)
+        ok = attach(shape, NULL, raw_integer((uint64_t)t->shape[d]));
+    ok = ok && attach(offsets, NULL, raw_integer(begin)) && attach(offsets, NULL, raw_integer(begin + t->nbytes));
+    if (!ok) {
         cJSON_Delete(entry);
-        cJSON_Delete(shape);
-        cJSON_Delete(offsets);
         return NULL;
     }
-    cJSON_AddItemToObject(entry, "dtype", cJSON_CreateString(al_dtype_name(t->dtype)));
-    for (int d = 0; d < t->ndim; d++)
-        cJSON_AddItemToArray(shape, raw_integer((uint64_t)t->shape[d]));
-    cJSON_AddItemToObject(entry, "shape", shape);
-    cJSON_AddItemToArray(offsets, raw_integer(begin));
-    cJSON_AddItemToArray(offsets, raw_integer(begin + t->nbytes));
-    cJSON_AddItemToObject(entry, "data_offsets", offsets);
     return entry;
 }
 
@@ -696,17 +701,16 @@ static cJSON *tensor_entry(const struct pending_tensor *t, uint64_t begin)
 static char *build_header(const struct al_safetensors_writer *writer, uint64_t *data_size)
 {
     cJSON *header = cJSON_CreateObject();
-    if (!header)
+    if (!header || !cJSON_AddItemReferenceToObject(header, METADATA_KEY, writer->metadata)) {
+        cJSON_Delete(header);
         return NULL;
-    cJSON_AddItemReferenceToObject(header, METADATA_KEY, writer->metadata);
+    }
     uint64_t offset = 0;
     for (int i = 0; i < writer->count; i++) {
-        cJSON *entry = tensor_entry(&writer->tensors[i], offset);
-        if (!entry) {
+        if (!attach(header, writer->tensors[i].name, tensor_entry(&writer->tensors[i], offset))) {
             cJSON_Delete(header);
             return NULL;
         }
-        cJSON_AddItemToObject(header, writer->tensors[i].name, entry);
         offset += writer->tensors[i].nbytes;
     }
     char *text = cJSON_PrintUnformatted(header);
