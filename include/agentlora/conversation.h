@@ -58,7 +58,8 @@ int al_conversation_from_text(struct al_conversation *conv, const char *text, si
 /* Marks the numbers of a parsed document that its text wrote with a fraction or an
  * exponent (and integers too long for a double), by keeping the literal in the number item's valuestring (cJSON frees and
  * duplicates it like any valuestring; cJSON_IsNumber and valuedouble are unchanged).
- * `text` must be the text `root` was parsed from. Returns 0, or -1 when they disagree. */
+ * `text` must be the text `root` was parsed from. Returns 0, or -1 when they disagree.
+ * Code that later changes such a number's value must drop that valuestring. */
 int al_json_mark_float_literals(struct cJSON *root, const char *text, size_t length);
 
 const char *al_role_name(enum al_role role);

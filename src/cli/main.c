@@ -7,6 +7,7 @@
 static const struct al_command commands[] = {
     {"inspect", "validate a model folder and print its architecture", al_cmd_inspect},
     {"logits", "print (and save) a model's logits for given token ids", al_cmd_logits},
+    {"data", "inspect a data file as the model will be trained on it", al_cmd_data},
 };
 
 static void print_usage(FILE *out)

@@ -1,0 +1,63 @@
+/* Shared pieces of the native chat-template renderers: a text builder that records
+ * assistant spans, Jinja-compatible string helpers, and one render function per family. */
+#ifndef AGENTLORA_CHAT_TEMPLATE_INTERNAL_H
+#define AGENTLORA_CHAT_TEMPLATE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agentlora/chat_template.h"
+#include "agentlora/conversation.h"
+
+struct cJSON;
+
+/* Growing text with the spans of assistant output. Allocation failures are remembered
+ * and reported once at the end, so renderers can append without checking each call. */
+struct chat_builder {
+    char *text;
+    size_t length;
+    size_t capacity;
+    struct al_chat_span *spans;
+    int n_spans;
+    int span_capacity;
+    bool out_of_memory;
+    bool span_open;
+    bool string_arguments_as_objects; /* al_chat_options.string_arguments_as_objects */
+};
+
+void chat_append(struct chat_builder *b, const char *text);
+void chat_append_n(struct chat_builder *b, const char *text, size_t n);
+/* Opens a span at the current end of the text for assistant message `message_index`. */
+void chat_begin_assistant(struct chat_builder *b, int message_index);
+void chat_end_assistant(struct chat_builder *b);
+
+/* Python's json.dumps(value, ensure_ascii=False) as transformers' `tojson` filter calls it:
+ * indent < 0 gives separators ", " and ": " on one line; indent >= 0 gives "," and ": "
+ * with newlines. Keys keep their order. */
+void chat_append_json(struct chat_builder *b, const struct cJSON *value, int indent);
+/* A string as a JSON string literal (the same escaping). */
+void chat_append_json_string(struct chat_builder *b, const char *text);
+
+/* Jinja's `trim` (Python str.strip()): the [begin, begin + length) slice of text without
+ * leading and trailing Unicode whitespace. */
+void chat_trim(const char *text, const char **begin, size_t *length);
+void chat_append_trimmed(struct chat_builder *b, const char *text);
+
+/* Tool-call arguments as a template's `tojson` sees them: the original string when the
+ * record gave a string (rendered as a JSON string literal), else the parsed value. */
+void chat_append_arguments_tojson(struct chat_builder *b, const struct al_tool_call *call);
+
+/* Python's len() of a UTF-8 string: the number of code points. */
+size_t chat_utf8_length(const char *text);
+
+/* Per-family renderers. They see the whole conversation; options are never NULL. */
+int chat_render_llama3(struct chat_builder *b, enum al_chat_format format, const struct al_conversation *conv,
+                       const struct al_chat_options *options);
+int chat_render_chatml(struct chat_builder *b, enum al_chat_format format, const struct al_conversation *conv,
+                       const struct al_chat_options *options);
+int chat_render_mistral_nemo(struct chat_builder *b, const struct al_conversation *conv,
+                             const struct al_chat_options *options);
+int chat_render_mistral_v3(struct chat_builder *b, const struct al_conversation *conv,
+                           const struct al_chat_options *options);
+
+#endif
