@@ -1,0 +1,73 @@
+/* The per-step progress line and the end-of-run summary (see metrics.h). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agentlora/file.h"
+#include "agentlora/metrics.h"
+
+#define PROGRESS_BAR_WIDTH 20
+
+void al_format_duration(char *out, size_t size, double seconds)
+{
+    if (!isfinite(seconds) || seconds < 0) {
+        snprintf(out, size, "?");
+        return;
+    }
+    long long total = (long long)llround(seconds);
+    long long hours = total / 3600, minutes = total / 60 % 60, secs = total % 60;
+    if (hours > 0)
+        snprintf(out, size, "%lldh%02lldm", hours, minutes);
+    else if (minutes > 0)
+        snprintf(out, size, "%lldm%02llds", minutes, secs);
+    else
+        snprintf(out, size, "%llds", secs);
+}
+
+/* Remaining time at this process's own pace (a resumed run did not do the earlier steps). */
+static double eta_seconds(const struct al_progress *p)
+{
+    int64_t done = p->step - p->session_first_step;
+    if (done <= 0 || p->total_steps <= p->step)
+        return done <= 0 ? NAN : 0.0;
+    return p->session_seconds / (double)done * (double)(p->total_steps - p->step);
+}
+
+static void format_bar(char *out, size_t size, const struct al_progress *p)
+{
+    double fraction = p->total_steps > 0 ? (double)p->step / (double)p->total_steps : 0.0;
+    fraction = fmin(fmax(fraction, 0.0), 1.0);
+    int filled = (int)(fraction * PROGRESS_BAR_WIDTH);
+    char bar[PROGRESS_BAR_WIDTH + 1];
+    memset(bar, '#', (size_t)filled);
+    memset(bar + filled, '-', (size_t)(PROGRESS_BAR_WIDTH - filled));
+    bar[PROGRESS_BAR_WIDTH] = '\0';
+    snprintf(out, size, "[%s] %3d%% ", bar, (int)(fraction * 100.0));
+}
+
+void al_progress_format(char *out, size_t size, const struct al_progress *p, int with_bar)
+{
+    char bar[PROGRESS_BAR_WIDTH + 16] = "", eta[32];
+    if (with_bar)
+        format_bar(bar, sizeof bar, p);
+    al_format_duration(eta, sizeof eta, eta_seconds(p));
+    snprintf(out, size, "%sstep %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | eta %s", bar,
+             (long long)p->step, (long long)p->total_steps, p->loss, p->lr, p->grad_norm, p->tokens_per_second, eta);
+}
+
+char *al_run_summary_format(const struct al_run_summary *s)
+{
+    char time[32];
+    al_format_duration(time, sizeof time, s->seconds);
+    double rate = s->seconds > 0 ? (double)s->tokens / s->seconds : 0.0;
+    return al_strdup_printf("training finished\n"
+                            "  steps         %lld (%lld skipped for non-finite gradients)\n"
+                            "  tokens        %lld (%.0f tok/s)\n"
+                            "  time          %s\n"
+                            "  final loss    %.4f\n"
+                            "  best loss     %.4f (step %lld)\n"
+                            "  adapter       %s\n",
+                            (long long)s->steps, (long long)s->skipped_steps, (long long)s->tokens, rate, time,
+                            s->final_loss, s->best_loss, (long long)s->best_step,
+                            s->adapter_path ? s->adapter_path : "(none)");
+}
