@@ -34,12 +34,17 @@ struct al_train_config {
     char ping_mode[AL_CONFIG_WORD_MAX];
     char ping_targets[AL_CONFIG_WORD_MAX];
     int64_t seed;
+    char chat_format[AL_CONFIG_WORD_MAX];
+    bool last_turn_only;
+    bool arguments_as_strings;
+    bool strict_data;
     /* LoRA */
     int64_t lora_r;
     double lora_alpha;
     double lora_dropout;
     char lora_targets[AL_CONFIG_PATH_MAX];
     bool use_rslora;
+    char init_adapter[AL_CONFIG_PATH_MAX];
     /* optimisation */
     double lr;
     char lr_scheduler[AL_CONFIG_WORD_MAX];

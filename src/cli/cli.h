@@ -13,6 +13,9 @@ struct al_command {
 int al_cmd_inspect(int argc, char **argv);
 int al_cmd_logits(int argc, char **argv);
 int al_cmd_data(int argc, char **argv);
+int al_cmd_init_model(int argc, char **argv);
+int al_cmd_train(int argc, char **argv);
+int al_cmd_merge(int argc, char **argv);
 
 /* Prints "agentlora <command>: <message>" to stderr and returns AL_EXIT_FAILURE. */
 int al_cli_report_error(const char *command);

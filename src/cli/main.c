@@ -5,9 +5,12 @@
 #include "cli/cli.h"
 
 static const struct al_command commands[] = {
+    {"train", "train a LoRA adapter (agentlora train --help lists every key)", al_cmd_train},
+    {"merge", "merge an adapter into its base model", al_cmd_merge},
     {"inspect", "validate a model folder and print its architecture", al_cmd_inspect},
     {"logits", "print (and save) a model's logits for given token ids", al_cmd_logits},
     {"data", "inspect a data file as the model will be trained on it", al_cmd_data},
+    {"init-model", "write a randomly initialised model folder (optionally with a tokenizer)", al_cmd_init_model},
 };
 
 static void print_usage(FILE *out)

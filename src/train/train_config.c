@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agentlora/chat_template.h"
 #include "agentlora/error.h"
 #include "agentlora/file.h"
 
@@ -39,12 +40,21 @@ static const struct al_train_config_key keys[] = {
     TEXT_KEY(NULL, ping_mode, "none", FIXED, "none | train (prefixes in the training targets) | eval"),
     TEXT_KEY(NULL, ping_targets, "harmful", FIXED, "records that get a prefix: harmful | benign | both"),
     INT_KEY(NULL, seed, "42", FIXED, "seed of every random choice (data order, LoRA init, dropout)"),
+    TEXT_KEY(NULL, chat_format, "auto", FIXED,
+             "auto (recognised from tokenizer_config.json) | llama3.1 | llama3.2 | chatml-qwen2.5 | smollm2 | "
+             "mistral-nemo | mistral-v3"),
+    BOOL_KEY(NULL, last_turn_only, "false", FIXED, "train only on the final assistant turn of each record"),
+    BOOL_KEY(NULL, arguments_as_strings, "false", FIXED,
+             "render tool-call arguments given as JSON strings as quoted strings (default: as objects)"),
+    BOOL_KEY(NULL, strict_data, "false", FREE, "stop at the first malformed record (default: skip and count it)"),
 
     INT_KEY("LoRA", lora_r, "16", FIXED, "rank r"),
     FLOAT_KEY(NULL, lora_alpha, "32", FIXED, "alpha; the update is scaled by alpha / r"),
     FLOAT_KEY(NULL, lora_dropout, "0", FREE, "dropout on the LoRA input, in [0, 1)"),
     TEXT_KEY(NULL, lora_targets, "all", FIXED, "adapted linears: all, or a list such as q_proj,v_proj"),
     BOOL_KEY(NULL, use_rslora, "false", FIXED, "scale by alpha / sqrt(r) (rsLoRA)"),
+    TEXT_KEY(NULL, init_adapter, "", FIXED,
+             "PEFT LoRA adapter folder to start from (its r, alpha, targets replace the lora_* keys)"),
 
     FLOAT_KEY("Optimisation", lr, "2e-4", FREE, "peak learning rate"),
     TEXT_KEY(NULL, lr_scheduler, "cosine", FREE, "constant | linear | cosine, after linear warmup"),
@@ -370,6 +380,11 @@ static int validate_data(const struct al_train_config *c)
         check_word("ping_targets", c->ping_targets, ping_targets, "harmful, benign, both") ||
         check_non_negative("seed", (double)c->seed))
         return -1;
+    enum al_chat_format format;
+    if (strcmp(c->chat_format, "auto") != 0 && al_chat_format_from_name(c->chat_format, &format) != 0) {
+        al_error_context("key 'chat_format'");
+        return -1;
+    }
     return 0;
 }
 

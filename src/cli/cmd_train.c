@@ -1,0 +1,42 @@
+/* agentlora train: a LoRA training run from a JSON config and --key value overrides. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "agentlora/error.h"
+#include "agentlora/trainer.h"
+#include "cli/cli.h"
+
+static const char *const usage_line =
+    "usage: agentlora train [--config run.json] [--key value ...]\n\n"
+    "Trains a LoRA adapter. Every key below can be set in the JSON config and overridden on the\n"
+    "command line (--key value or --key=value; '-' and '_' are interchangeable). Checkpoints,\n"
+    "metrics.jsonl and TensorBoard events go to <output_dir>/<run_name>/; --resume auto continues a\n"
+    "killed run exactly where its last checkpoint left it.";
+
+int al_cmd_train(int argc, char **argv)
+{
+    struct al_train_config config;
+    bool help = false;
+    if (al_train_config_from_args(&config, argc - 1, argv + 1, &help) != 0) {
+        fprintf(stderr, "agentlora train: %s\n(agentlora train --help lists every key)\n", al_error_message());
+        return AL_EXIT_USAGE;
+    }
+    if (help) {
+        char *text = al_train_config_help(usage_line);
+        fputs(text ? text : usage_line, stdout);
+        free(text);
+        return AL_EXIT_OK;
+    }
+    if (config.model[0] == '\0' || config.train_data[0] == '\0') {
+        fprintf(stderr, "agentlora train: the keys 'model' and 'train_data' are required\n");
+        return AL_EXIT_USAGE;
+    }
+    struct al_run_summary summary;
+    if (al_train(&config, &summary) != 0)
+        return al_cli_report_error("train");
+    char *text = al_run_summary_format(&summary);
+    fputs(text ? text : "", stdout);
+    free(text);
+    al_trainer_summary_free(&summary);
+    return AL_EXIT_OK;
+}

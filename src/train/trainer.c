@@ -1,0 +1,511 @@
+/* The training loop. Every random choice is a function of (seed, step): the data order
+ * of (seed, epoch), LoRA dropout masks of (seed, step, micro-batch), so a run resumed
+ * from a checkpoint (step, data cursor, parameters, AdamW moments) reproduces the
+ * uninterrupted run bit for bit on the CPU backend. */
+#include "agentlora/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agentlora/checkpoint.h"
+#include "agentlora/data_stream.h"
+#include "agentlora/error.h"
+#include "agentlora/file.h"
+#include "agentlora/log.h"
+#include "agentlora/model.h"
+#include "agentlora/optimizer.h"
+#include "agentlora/rng.h"
+#include "agentlora/tokenizer.h"
+#include "backend/backend.h"
+
+struct trainer {
+    struct al_train_config config;
+    char *run_dir;
+    struct al_backend *backend;
+    struct al_model *model;
+    struct al_tokenizer *tokenizer;
+    struct al_ping ping;
+    bool have_ping;
+    struct al_checkpoint resume_from;
+    bool resuming;
+    struct al_data_stream *stream;
+    struct al_lora *lora;
+    struct al_optimizer *optimizer;
+    struct al_schedule schedule;
+    struct al_workspace *workspace;
+    struct al_metrics_log *metrics;
+    struct al_trainer_state state;
+    int64_t loss_capacity;
+    int64_t total_steps;
+    int64_t first_step; /* where this process started */
+    double started_at;
+    double best_loss;
+    int64_t best_step;
+    char *last_checkpoint;
+    int64_t last_checkpoint_step;
+};
+
+/* ---- set-up ---- */
+
+static int choose_chat_format(const struct trainer *t, enum al_chat_format *format)
+{
+    if (strcmp(t->config.chat_format, "auto") != 0)
+        return al_chat_format_from_name(t->config.chat_format, format);
+    char *path = al_path_join(t->config.model, "tokenizer_config.json");
+    int rc = path ? al_chat_format_from_tokenizer_config(path, format) : al_fail("out of memory");
+    free(path);
+    if (rc != 0)
+        al_error_context("set chat_format to choose the format");
+    return rc;
+}
+
+static int load_ping(struct trainer *t)
+{
+    enum al_ping_mode mode;
+    if (al_ping_mode_parse(t->config.ping_mode, &mode) != 0)
+        return -1;
+    if (mode == AL_PING_NONE)
+        return 0;
+    if (t->config.ping_prefixes[0] == '\0')
+        return al_fail("ping_mode %s needs ping_prefixes (a file of prefixes)", t->config.ping_mode);
+    if (al_ping_load(&t->ping, t->config.ping_prefixes) != 0 ||
+        al_ping_targets_parse(t->config.ping_targets, &t->ping.targets) != 0)
+        return -1;
+    t->ping.mode = mode;
+    t->ping.seed = (uint64_t)t->config.seed;
+    t->have_ping = true;
+    return 0;
+}
+
+/* Finds and loads the checkpoint to resume from, and checks the config against it. */
+static int load_resume_point(struct trainer *t)
+{
+    if (t->config.resume[0] == '\0')
+        return 0;
+    char *path = NULL;
+    if (strcmp(t->config.resume, "auto") == 0) {
+        if (al_checkpoint_find_resume(t->run_dir, &path) != 0)
+            return -1;
+        if (!path) {
+            al_log_info("resume auto: %s has no checkpoint yet, starting a fresh run", t->run_dir);
+            return 0;
+        }
+    } else if (!(path = strdup(t->config.resume))) {
+        return al_fail("out of memory");
+    }
+    int rc = al_checkpoint_load(&t->resume_from, path);
+    if (rc == 0) {
+        const char *names[64];
+        int differences = al_train_config_fixed_differences(&t->resume_from.config, &t->config, names, 64);
+        if (differences > 0) {
+            char list[1024] = "";
+            for (int i = 0; i < differences && i < 64; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+            rc = al_fail("cannot resume from %s: these keys differ from the checkpoint's and may not change on "
+                         "resume: %s",
+                         path, list);
+            al_checkpoint_release(&t->resume_from);
+        } else {
+            t->resuming = true;
+            al_log_info("resuming from %s (step %lld)", path, (long long)t->resume_from.state.step);
+        }
+    }
+    free(path);
+    return rc;
+}
+
+static int open_stream(struct trainer *t)
+{
+    enum al_chat_format format;
+    if (choose_chat_format(t, &format) != 0)
+        return -1;
+    struct al_data_stream_options options = {
+        .train_path = t->config.train_data,
+        .eval_path = t->config.eval_data,
+        .eval_fraction = t->config.eval_fraction,
+        .ratio = t->config.harmful_benign_ratio,
+        .seed = (uint64_t)t->config.seed,
+        .strict = t->config.strict_data,
+        .ping = t->have_ping ? &t->ping : NULL,
+        .pack = {.max_len = (int)t->config.max_len, .rows_per_batch = (int)t->config.micro_batch_rows,
+                 .overlong = AL_OVERLONG_TRUNCATE},
+    };
+    options.example.format = format;
+    options.example.chat.mask = t->config.last_turn_only ? AL_CHAT_MASK_LAST_ASSISTANT : AL_CHAT_MASK_ALL_ASSISTANT;
+    options.example.chat.string_arguments_as_objects = !t->config.arguments_as_strings;
+    struct al_data_cursor cursor = {0, 0};
+    if (t->resuming && t->resume_from.state.data_cursor &&
+        al_data_cursor_from_json(&cursor, t->resume_from.state.data_cursor, t->resume_from.path) != 0)
+        return -1;
+    t->stream = al_data_stream_open(&options, t->tokenizer, &cursor);
+    return t->stream ? 0 : -1;
+}
+
+static int64_t planned_steps(const struct trainer *t)
+{
+    if (t->config.max_steps > 0)
+        return t->config.max_steps;
+    double batches = t->config.epochs * (double)al_data_stream_batches_per_epoch(t->stream);
+    int64_t steps = (int64_t)ceil(batches / (double)t->config.gradient_accumulation);
+    return steps > 0 ? steps : 1;
+}
+
+static int create_adapter(struct trainer *t)
+{
+    const struct al_model_config *model = al_model_get_config(t->model);
+    if (t->config.init_adapter[0]) {
+        t->lora = al_lora_load_peft(model, t->backend, t->config.init_adapter);
+    } else {
+        struct al_lora_config lora;
+        if (al_train_config_lora(&t->config, &lora) != 0)
+            return -1;
+        t->lora = al_lora_create(model, t->backend, &lora, (uint64_t)t->config.seed);
+    }
+    if (!t->lora)
+        return -1;
+    struct al_adamw_config adamw = al_train_config_adamw(&t->config);
+    t->optimizer = al_optimizer_create(t->backend, t->lora->num_params, &adamw);
+    if (!t->optimizer)
+        return -1;
+    return t->resuming ? al_checkpoint_restore(&t->resume_from, t->lora, t->optimizer) : 0;
+}
+
+static int restore_progress(struct trainer *t)
+{
+    if (!t->resuming)
+        return 0;
+    const struct al_trainer_state *saved = &t->resume_from.state;
+    t->state.step = saved->step;
+    t->state.tokens_seen = saved->tokens_seen;
+    t->state.elapsed_seconds = saved->elapsed_seconds;
+    t->loss_capacity = saved->loss_history_count + 16;
+    t->state.loss_history = malloc((size_t)t->loss_capacity * sizeof(double));
+    if (!t->state.loss_history)
+        return al_fail("out of memory");
+    if (saved->loss_history_count)
+        memcpy(t->state.loss_history, saved->loss_history, (size_t)saved->loss_history_count * sizeof(double));
+    t->state.loss_history_count = saved->loss_history_count;
+    for (int64_t i = 0; i < t->state.loss_history_count; i++)
+        if (t->state.loss_history[i] < t->best_loss) {
+            t->best_loss = t->state.loss_history[i];
+            t->best_step = i + 1;
+        }
+    t->last_checkpoint = strdup(t->resume_from.path);
+    t->last_checkpoint_step = saved->step;
+    return 0;
+}
+
+static int set_up(struct trainer *t)
+{
+    t->best_loss = INFINITY;
+    t->last_checkpoint_step = -1;
+    t->run_dir = al_run_dir(&t->config);
+    if (!t->run_dir || al_mkdirs(t->run_dir) != 0)
+        return -1;
+    if (load_resume_point(t) != 0 || load_ping(t) != 0)
+        return -1;
+    if (!(t->backend = al_backend_create(t->config.device)) || !(t->model = al_model_load(t->config.model, t->backend)) ||
+        !(t->tokenizer = al_tokenizer_load(t->config.model)))
+        return -1;
+    if (open_stream(t) != 0 || create_adapter(t) != 0 || restore_progress(t) != 0)
+        return -1;
+    t->total_steps = planned_steps(t);
+    if (al_train_config_schedule(&t->config, t->total_steps, &t->schedule) != 0)
+        return -1;
+    int64_t max_tokens = t->config.micro_batch_rows * t->config.max_len;
+    t->workspace = al_workspace_create(t->model, t->lora, max_tokens, t->config.gradient_checkpointing);
+    if (!t->workspace)
+        return -1;
+    t->metrics = al_metrics_open(t->run_dir, t->resuming ? t->state.step : -1);
+    return t->metrics ? 0 : -1;
+}
+
+static void tear_down(struct trainer *t)
+{
+    al_metrics_close(t->metrics);
+    al_workspace_free(t->workspace);
+    al_optimizer_free(t->optimizer);
+    al_lora_free(t->lora);
+    al_data_stream_free(t->stream);
+    if (t->resuming)
+        al_checkpoint_release(&t->resume_from);
+    if (t->have_ping)
+        al_ping_free(&t->ping);
+    al_tokenizer_free(t->tokenizer);
+    al_model_free(t->model);
+    al_backend_destroy(t->backend);
+    cJSON_Delete(t->state.data_cursor);
+    free(t->state.loss_history);
+    free(t->last_checkpoint);
+    free(t->run_dir);
+}
+
+/* ---- one step ---- */
+
+static struct al_batch batch_view(const struct al_packed_batch *packed)
+{
+    return (struct al_batch){packed->n, packed->input_ids, packed->targets, packed->positions, packed->doc_start};
+}
+
+/* Dropout masks of micro-batch k of a step: a function of (seed, step, k) only. */
+static uint64_t dropout_seed(const struct trainer *t, int64_t step, int64_t micro)
+{
+    return al_hash64((uint64_t)t->config.seed ^ al_hash64(((uint64_t)step << 16) | (uint64_t)micro));
+}
+
+struct step_outcome {
+    double loss;
+    int64_t tokens, targets;
+    struct al_step_report report;
+};
+
+static int forward_backward_all(struct trainer *t, struct al_packed_batch *micro, int64_t count,
+                                struct step_outcome *out)
+{
+    for (int64_t k = 0; k < count; k++)
+        out->targets += micro[k].n_targets;
+    float grad_scale = out->targets > 0 ? 1.0f / (float)out->targets : 0.0f;
+    if (al_lora_zero_grads(t->lora) != 0)
+        return -1;
+    double loss_sum = 0;
+    for (int64_t k = 0; k < count; k++) {
+        struct al_batch batch = batch_view(&micro[k]);
+        double part = 0;
+        if (al_model_forward_backward(t->model, t->lora, t->workspace, &batch, grad_scale,
+                                      dropout_seed(t, t->state.step, k), &part) != 0)
+            return -1;
+        loss_sum += part;
+        out->tokens += micro[k].n;
+    }
+    out->loss = out->targets > 0 ? loss_sum / (double)out->targets : 0.0;
+    return 0;
+}
+
+static int train_step(struct trainer *t, struct step_outcome *out)
+{
+    int64_t count = t->config.gradient_accumulation;
+    struct al_packed_batch *micro = calloc((size_t)count, sizeof *micro);
+    if (!micro)
+        return al_fail("out of memory");
+    int rc = 0;
+    int64_t taken = 0;
+    for (; taken < count && rc == 0; taken++)
+        if (al_data_stream_next(t->stream, &micro[taken]) != 1)
+            rc = -1;
+    if (rc == 0)
+        rc = forward_backward_all(t, micro, count, out);
+    if (rc == 0) {
+        float lr = (float)al_schedule_lr(&t->schedule, t->optimizer->updates);
+        rc = al_optimizer_step(t->optimizer, t->lora, lr, &out->report);
+    }
+    for (int64_t k = 0; k < taken; k++)
+        al_packed_batch_free(&micro[k]);
+    free(micro);
+    return rc;
+}
+
+/* ---- records of progress ---- */
+
+static int remember_loss(struct trainer *t, double loss)
+{
+    if (t->state.loss_history_count == t->loss_capacity) {
+        int64_t capacity = t->loss_capacity ? t->loss_capacity * 2 : 256;
+        double *grown = realloc(t->state.loss_history, (size_t)capacity * sizeof(double));
+        if (!grown)
+            return al_fail("out of memory");
+        t->state.loss_history = grown;
+        t->loss_capacity = capacity;
+    }
+    t->state.loss_history[t->state.loss_history_count++] = loss;
+    if (loss < t->best_loss) {
+        t->best_loss = loss;
+        t->best_step = t->state.step;
+    }
+    return 0;
+}
+
+static double session_seconds(const struct trainer *t)
+{
+    return al_wall_time() - t->started_at;
+}
+
+static void print_progress(const struct trainer *t, const struct step_outcome *out)
+{
+    double seconds = session_seconds(t);
+    int64_t session_tokens = t->state.tokens_seen - (t->resuming ? t->resume_from.state.tokens_seen : 0);
+    struct al_progress progress = {
+        .step = t->state.step,
+        .total_steps = t->total_steps,
+        .session_first_step = t->first_step,
+        .session_seconds = seconds,
+        .loss = out->loss,
+        .lr = out->report.lr,
+        .grad_norm = out->report.grad_norm,
+        .tokens_per_second = seconds > 0 ? (double)session_tokens / seconds : 0,
+    };
+    char line[512];
+    bool terminal = isatty(STDERR_FILENO);
+    al_progress_format(line, sizeof line, &progress, terminal);
+    fprintf(stderr, terminal ? "\r%s\033[K" : "%s\n", line);
+    if (terminal && t->state.step == t->total_steps)
+        fputc('\n', stderr);
+}
+
+static int log_step(struct trainer *t, const struct step_outcome *out)
+{
+    double seconds = session_seconds(t);
+    struct al_metric metrics[] = {
+        {"loss", out->loss},
+        {"lr", out->report.lr},
+        {"grad_norm", out->report.grad_norm},
+        {"tokens", (double)out->tokens},
+        {"target_tokens", (double)out->targets},
+        {"tokens_per_second", seconds > 0 ? (double)out->tokens / seconds : 0},
+        {"skipped_nonfinite", out->report.skipped ? 1.0 : 0.0},
+    };
+    if (t->state.step % t->config.log_every != 0 && t->state.step != t->total_steps)
+        return 0;
+    print_progress(t, out);
+    return al_metrics_write(t->metrics, "train", t->state.step, metrics, (int)(sizeof metrics / sizeof metrics[0]));
+}
+
+/* Teacher-forced loss on the eval records, harmful and benign separately. */
+static int evaluate(struct trainer *t)
+{
+    double sums[2] = {0, 0};
+    int64_t targets[2] = {0, 0};
+    for (int harmful = 0; harmful < 2; harmful++) {
+        const struct al_packed_batch *batches;
+        int count;
+        if (al_data_stream_eval_batches(t->stream, harmful, &batches, &count) != 0)
+            return -1;
+        for (int i = 0; i < count; i++) {
+            struct al_batch batch = batch_view(&batches[i]);
+            double sum = 0;
+            if (al_model_loss(t->model, t->lora, t->workspace, &batch, &sum) != 0)
+                return -1;
+            sums[harmful] += sum;
+            targets[harmful] += batches[i].n_targets;
+        }
+    }
+    if (targets[0] + targets[1] == 0)
+        return 0;
+    struct al_metric metrics[] = {
+        {"loss", (sums[0] + sums[1]) / (double)(targets[0] + targets[1])},
+        {"loss_harmful", targets[1] ? sums[1] / (double)targets[1] : NAN},
+        {"loss_benign", targets[0] ? sums[0] / (double)targets[0] : NAN},
+    };
+    al_log_info("eval at step %lld: loss %.4f (harmful %.4f, benign %.4f)", (long long)t->state.step,
+                metrics[0].value, metrics[1].value, metrics[2].value);
+    return al_metrics_write(t->metrics, "eval", t->state.step, metrics, 3);
+}
+
+static int save_checkpoint(struct trainer *t)
+{
+    struct al_data_cursor cursor = al_data_stream_cursor(t->stream);
+    cJSON_Delete(t->state.data_cursor);
+    t->state.data_cursor = al_data_cursor_to_json(&cursor);
+    t->state.elapsed_seconds = (t->resuming ? t->resume_from.state.elapsed_seconds : 0) + session_seconds(t);
+    struct al_checkpoint_save_args args = {t->run_dir, &t->config, &t->state, &t->schedule, t->lora, t->optimizer};
+    char *path = NULL;
+    if (!t->state.data_cursor || al_checkpoint_save(&args, &path) != 0)
+        return -1;
+    free(t->last_checkpoint);
+    t->last_checkpoint = path;
+    t->last_checkpoint_step = t->state.step;
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+static int stop_for_nonfinite(const struct trainer *t, const struct step_outcome *out)
+{
+    return al_fail("stopping: %lld steps in a row had a non-finite gradient (max_nonfinite_steps %lld); the last "
+                   "good checkpoint is %s",
+                   (long long)out->report.consecutive_nonfinite, (long long)t->config.max_nonfinite_steps,
+                   t->last_checkpoint ? t->last_checkpoint : "(none yet)");
+}
+
+static int run_loop(struct trainer *t)
+{
+    t->first_step = t->state.step;
+    t->started_at = al_wall_time();
+    while (t->state.step < t->total_steps) {
+        struct step_outcome out = {0};
+        if (train_step(t, &out) != 0)
+            return -1;
+        if (out.report.skipped) {
+            al_log_warn("step %lld: non-finite gradient (norm %g), update skipped", (long long)t->state.step + 1,
+                        out.report.grad_norm);
+            if (out.report.consecutive_nonfinite >= t->config.max_nonfinite_steps)
+                return stop_for_nonfinite(t, &out);
+        }
+        t->state.step++;
+        t->state.tokens_seen += out.tokens;
+        if (remember_loss(t, out.loss) != 0 || log_step(t, &out) != 0)
+            return -1;
+        bool last = t->state.step == t->total_steps;
+        if (t->config.eval_every > 0 && t->state.step % t->config.eval_every == 0 && !last && evaluate(t) != 0)
+            return -1;
+        /* Never checkpoint inside a run of non-finite steps: keep-last-K could otherwise
+         * delete the last checkpoint written before the trouble began. */
+        bool due = t->config.save_every > 0 && t->state.step % t->config.save_every == 0;
+        if ((due || last) && !out.report.skipped && save_checkpoint(t) != 0)
+            return -1;
+    }
+    if (t->last_checkpoint_step != t->state.step && t->optimizer->nonfinite_consecutive == 0 &&
+        save_checkpoint(t) != 0)
+        return -1;
+    return evaluate(t);
+}
+
+static void describe_start(const struct trainer *t)
+{
+    int train_records, eval_records;
+    al_data_stream_counts(t->stream, &train_records, &eval_records);
+    char *summary = al_load_summary_format(al_data_stream_summary(t->stream));
+    al_log_info("run %s: %s on %s, %d training records (%lld batches per epoch), %d eval records",
+                t->run_dir, t->config.model, t->backend->name, train_records,
+                (long long)al_data_stream_batches_per_epoch(t->stream), eval_records);
+    if (summary)
+        al_log_info("%s", summary);
+    free(summary);
+    al_log_info("LoRA r=%d alpha=%g on %lld parameters; %lld steps%s", t->lora->config.rank, t->lora->config.alpha,
+                (long long)t->lora->num_params, (long long)t->total_steps,
+                t->resuming ? " (resumed)" : "");
+}
+
+int al_train(const struct al_train_config *config, struct al_run_summary *summary)
+{
+    struct trainer t;
+    memset(&t, 0, sizeof t);
+    t.config = *config;
+    int rc = set_up(&t);
+    if (rc == 0) {
+        describe_start(&t);
+        rc = run_loop(&t);
+    }
+    if (rc == 0) {
+        memset(summary, 0, sizeof *summary);
+        summary->steps = t.state.step;
+        summary->tokens = t.state.tokens_seen;
+        summary->seconds = t.state.elapsed_seconds;
+        summary->final_loss = t.state.loss_history_count ? t.state.loss_history[t.state.loss_history_count - 1] : NAN;
+        summary->best_loss = t.best_loss;
+        summary->best_step = t.best_step;
+        summary->skipped_steps = t.optimizer->nonfinite_total;
+        summary->adapter_path = t.last_checkpoint ? strdup(t.last_checkpoint) : NULL;
+    }
+    tear_down(&t);
+    return rc;
+}
+
+void al_trainer_summary_free(struct al_run_summary *summary)
+{
+    free((char *)summary->adapter_path);
+    summary->adapter_path = NULL;
+}
