@@ -265,3 +265,76 @@ Test(train_cli, nonfinite_gradients_stop_the_run_and_keep_the_last_good_checkpoi
     free(weights);
     run_teardown(&r);
 }
+
+/* The first loss recorded in a run's final trainer state. */
+static double first_loss(struct run *r, const char *name)
+{
+    char *state_path = run_path(r, name, "checkpoint-" STEPS "/trainer_state.json");
+    cJSON *state = al_json_load_file(state_path);
+    cr_assert_not_null(state, "%s", al_error_message());
+    double loss = cJSON_GetArrayItem(cJSON_GetObjectItem(state, "loss_history"), 0)->valuedouble;
+    cJSON_Delete(state);
+    free(state_path);
+    return loss;
+}
+
+Test(train_cli, training_continues_from_a_peft_adapter, .timeout = 120)
+{
+    struct run r;
+    run_setup(&r);
+    char *output = NULL;
+    cr_assert_eq(train(&r, "first", &output, NULL, NULL), 0, "%s", output);
+    free(output);
+    char *adapter = run_path(&r, "first", "checkpoint-" STEPS);
+    cr_assert_eq(train(&r, "second", &output, "--init_adapter", adapter), 0, "%s", output);
+    free(output);
+    /* the second run starts where the first ended: its first loss is far below the
+     * first run's first loss (same data order, same seed) */
+    double fresh = first_loss(&r, "first"), continued = first_loss(&r, "second");
+    cr_assert_lt(continued, fresh - 0.05, "continued %.4f vs fresh %.4f", continued, fresh);
+    free(adapter);
+    run_teardown(&r);
+}
+
+/* Top-5 line block of `agentlora logits` output, for comparing two runs. */
+static double top_logit(const char *output)
+{
+    const char *line = strstr(output, "last position:\n");
+    cr_assert_not_null(line, "%s", output);
+    int id;
+    double value;
+    cr_assert_eq(sscanf(line + strlen("last position:\n"), "%d %lf", &id, &value), 2, "%s", output);
+    return value;
+}
+
+Test(train_cli, merged_model_gives_the_adapter_logits, .timeout = 120)
+{
+    struct run r;
+    run_setup(&r);
+    char *output = NULL;
+    cr_assert_eq(train(&r, "merge", &output, NULL, NULL), 0, "%s", output);
+    free(output);
+    char *adapter = run_path(&r, "merge", "checkpoint-" STEPS);
+    char *merged = al_path_join(r.root, "merged");
+    cr_assert_eq(test_run_cli(&output, "merge", "--model", r.model, "--adapter", adapter, "--out", merged, NULL), 0,
+                 "%s", output);
+    free(output);
+    cr_assert_eq(test_run_cli(&output, "inspect", merged, NULL), 0, "%s", output);
+    free(output);
+    char *with_adapter = NULL, *with_merge = NULL, *base = NULL;
+    const char *ids = "5 17 99 3 42 64 8 120";
+    cr_assert_eq(test_run_cli(&with_adapter, "logits", "--model", r.model, "--adapter", adapter, "--ids", ids, NULL), 0);
+    cr_assert_eq(test_run_cli(&with_merge, "logits", "--model", merged, "--ids", ids, NULL), 0);
+    cr_assert_eq(test_run_cli(&base, "logits", "--model", r.model, "--ids", ids, NULL), 0);
+    double a = top_logit(with_adapter), m = top_logit(with_merge), b = top_logit(base);
+    cr_assert_lt(fabs(a - m), 1e-4 * fabs(a) + 1e-5, "adapter %.6f vs merged %.6f", a, m);
+    cr_assert_gt(fabs(a - b), 1e-4, "the trained adapter changes the logits (%.6f vs base %.6f)", a, b);
+    cr_assert_eq(test_run_cli(&output, "merge", "--model", r.model, "--out", merged, NULL), 2);
+    free(output);
+    free(with_adapter);
+    free(with_merge);
+    free(base);
+    free(merged);
+    free(adapter);
+    run_teardown(&r);
+}
