@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: what agentlora can do today, on the tiny models embedded
-# in the repository (tests/golden/, written by transformers + PEFT), so it runs offline
-# on any machine. It validates a model folder, then computes logits with and without a
-# PEFT adapter and checks them against the numbers transformers + PEFT wrote.
+# The demo behind `make demo`: a complete training run, offline, on the project's own
+# data. Until a real instruct model is wired in (see README, Status), the model is a
+# small random-initialised Llama whose vocabulary is the project's demo tokenizer
+# (data/demo-tokenizer, trained on data/), so the run shows the whole machinery: AgentAlign
+# records rendered with the Qwen2.5 chat format, PING prefixes injected in train mode,
+# packing, LoRA training with checkpoints, eval loss on harmful and benign records, and a
+# PEFT adapter at the end. On the GPU when one is visible, else on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model=tests/golden/llama_tiny/model
-adapter=tests/golden/llama_tiny/adapter
-ids="5 17 99 3 42 64 8"
-
-echo "== agentlora inspect $model"
-./agentlora inspect "$model"
+model=checkpoints/demo-model
+if [ ! -f "$model/config.json" ]; then
+  echo "== creating $model (random weights, demo tokenizer)"
+  # std 0.1 (not 0.02) lets an adapter on this random frozen model move the logits visibly
+  ./agentlora init-model --preset tiny --tokenizer data/demo-tokenizer --seed 1 --init-std 0.1 --out "$model"
+fi
+./agentlora inspect "$model" | head -n 12
 echo
-echo "== base model logits"
-./agentlora logits --model "$model" --ids "$ids"
+echo "== what the loss sees (first record; trained tokens marked)"
+./agentlora data inspect data/agentalign_sample.json --model "$model" --template chatml-qwen2.5 \
+  --ping-prefixes data/ping_prefixes.json --records 1 --max-len 1024 | tail -n 25
 echo
-echo "== with the PEFT adapter $adapter"
-out=$(mktemp -d)/logits.safetensors
-./agentlora logits --model "$model" --adapter "$adapter" --ids "$ids" --out "$out"
-echo
-echo "Training (agentlora train) is not built yet; see README.md, 'Status'."
+echo "== training (data/demo.json)"
+./agentlora train --config data/demo.json
