@@ -6,6 +6,7 @@
 #   make test       build and run the CPU test suite (Criterion)
 #   make test-asan  the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-gpu   the GPU suite (tests/gpu), needs an NVIDIA GPU
+#   make test-gpu-emulated  the GPU suite with kernels emulated on the CPU (slow; no GPU needed)
 #   make bench      kernel and end-to-end benchmarks (bench/)
 #   make demo       the README's first command: set-up, build, and the main job
 #   make clean
@@ -67,7 +68,7 @@ CLI_OBJ  := $(call obj,$(CLI_C))
 TEST_OBJ := $(call obj,$(TEST_C))
 GPU_TEST_OBJ := $(call obj,$(GPU_TEST_C))
 
-.PHONY: all deps test test-asan test-gpu bench demo clean check-deps
+.PHONY: all deps test test-asan test-gpu test-gpu-emulated bench demo clean
 all: agentlora
 
 ifeq ($(BUILD),build)
@@ -126,8 +127,15 @@ test-asan:
 test-gpu: agentlora $(BUILD)/test_gpu
 	./$(BUILD)/test_gpu
 
+# The GPU suite on the CPU: the CUDA kernels run by a thread-per-CUDA-thread emulation
+# over the real host glue (minutes; checks kernel logic only, not a substitute for a GPU).
+test-gpu-emulated:
+	tests/gpu/emulator/run.sh
+
+# Per-kernel benchmarks of the CUDA backend (needs a GPU). The end-to-end comparison with
+# transformers + PEFT is not built yet (bench/RESULTS.md).
 bench: agentlora
-	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "bench: bench/run.sh not present yet"; exit 1; fi
+	bench/kernels/run.sh
 
 demo: deps
 	$(MAKE) agentlora
