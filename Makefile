@@ -121,8 +121,12 @@ test: agentlora $(BUILD)/test_runner
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 CUDA=0 SANITIZE="$(ASAN_FLAGS)" build-asan/agentlora build-asan/test_runner
-	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  AL_CLI=./build-asan/agentlora ./build-asan/test_runner --jobs 2
+	set -o pipefail; $(TEST_ENV) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  AL_CLI=./build-asan/agentlora ./build-asan/test_runner --jobs 2 2>&1 | tee build-asan/test.log
+	@# A report in a test's child process does not always fail that test: fail on any.
+	@if grep -q -E "ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:" build-asan/test.log; then \
+	  echo "test-asan: sanitizer reports in build-asan/test.log"; exit 1; fi
 
 test-gpu: agentlora $(BUILD)/test_gpu
 	./$(BUILD)/test_gpu
