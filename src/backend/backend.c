@@ -37,6 +37,19 @@ void al_backend_destroy(struct al_backend *backend)
         backend->ops->destroy(backend);
 }
 
+int al_backend_check_lora_args(const char *op, const struct al_lora_args *lora)
+{
+    if (!lora)
+        return 0;
+    if (lora->rank <= 0)
+        return al_fail("%s: LoRA rank must be positive, got %d", op, lora->rank);
+    if (!(lora->dropout >= 0.0f && lora->dropout < 1.0f))
+        return al_fail("%s: LoRA dropout must be in [0, 1), got %g", op, (double)lora->dropout);
+    if (!lora->A || !lora->B || !lora->xa)
+        return al_fail("%s: LoRA arguments lack A, B or the xa buffer", op);
+    return 0;
+}
+
 size_t al_backend_act_bytes(const struct al_backend *backend, int64_t n)
 {
     return (size_t)n * al_dtype_size(backend->act_dtype);

@@ -42,6 +42,18 @@ struct al_lora_args {
     uint64_t dropout_seed;
 };
 
+/* One layer's key/value cache for decoding: keys and values of up to `capacity`
+ * positions for each of `sequences` sequences, k and v [sequences, capacity, kv_heads,
+ * head_dim] in the activation type, backend memory. Slot p of sequence s holds the key
+ * and value of that sequence's token at position p (positions count from 0 in each
+ * sequence, as in a batch's documents). */
+struct al_kv_cache_layer {
+    void *k;
+    void *v;
+    int sequences;
+    int capacity;
+};
+
 struct al_backend_ops {
     void (*destroy)(struct al_backend *backend);
 
@@ -143,6 +155,31 @@ struct al_backend_ops {
      * grad_scale first (clipping). step counts from 1 for the bias corrections. */
     int (*adamw)(struct al_backend *backend, float *param, const float *grad, float *m, float *v, int64_t n,
                  float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step);
+
+    /* ---- decoding with a key/value cache (generation; no backward) ----
+     * Required for generation. The CPU backend implements them (cpu_decode.c); the CUDA
+     * backend does not yet, and leaves them NULL: the model's decoder then fails with a
+     * message saying that decoding is not implemented on that backend.
+     *
+     * A decode step holds n tokens; token i belongs to sequence seq[i] and sits at position
+     * pos[i] of it (its RoPE position and its cache slot), 0 <= seq[i] < cache->sequences,
+     * 0 <= pos[i] < cache->capacity. Several tokens of one sequence may share a step (a
+     * prefill chunk); their keys and values are all written before any query reads them.
+     *
+     * Writes token i's key and value (k, v [n, kv_heads, head_dim]) into slot pos[i] of
+     * sequence seq[i]. */
+    int (*kv_cache_write)(struct al_backend *backend, const struct al_kv_cache_layer *cache, const void *k,
+                          const void *v, const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
+                          int head_dim);
+    /* Causal grouped-query attention over the cache: query i (q [n, q_heads, head_dim])
+     * attends to slots 0..pos[i] of sequence seq[i], which must hold that sequence's keys
+     * and values (the token's own included); query head h reads kv head
+     * h / (q_heads / kv_heads); scores are scaled by 1/sqrt(head_dim). out [n, q_heads,
+     * head_dim]. The result equals attention_forward's for the same keys: on the CPU the
+     * sums run in the same order, so decoding reproduces a full forward. */
+    int (*decode_attention)(struct al_backend *backend, void *out, const void *q,
+                            const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
+                            int64_t n, int q_heads, int kv_heads, int head_dim);
 };
 
 struct al_backend {
@@ -164,6 +201,10 @@ struct al_backend *al_backend_cuda_create(int device_index);
 struct al_backend *al_backend_create(const char *name);
 
 void al_backend_destroy(struct al_backend *backend);
+
+/* Checks the LoRA arguments every backend's linear ops need (rank, dropout range, the A,
+ * B and xa buffers); the message names op. NULL lora (a plain linear) passes. */
+int al_backend_check_lora_args(const char *op, const struct al_lora_args *lora);
 
 /* Bytes of n elements of the activation type. */
 size_t al_backend_act_bytes(const struct al_backend *backend, int64_t n);

@@ -16,6 +16,8 @@ int al_cmd_data(int argc, char **argv);
 int al_cmd_init_model(int argc, char **argv);
 int al_cmd_train(int argc, char **argv);
 int al_cmd_merge(int argc, char **argv);
+int al_cmd_generate(int argc, char **argv);
+int al_cmd_judge(int argc, char **argv);
 
 /* Prints "agentlora <command>: <message>" to stderr and returns AL_EXIT_FAILURE. */
 int al_cli_report_error(const char *command);

@@ -10,6 +10,8 @@ static const struct al_command commands[] = {
     {"inspect", "validate a model folder and print its architecture", al_cmd_inspect},
     {"logits", "print (and save) a model's logits for given token ids", al_cmd_logits},
     {"data", "inspect a data file as the model will be trained on it", al_cmd_data},
+    {"judge", "judge responses for refusal (checks the judge against labelled lines)", al_cmd_judge},
+    {"generate", "generate a model's reply to a prompt or to data records", al_cmd_generate},
     {"init-model", "write a randomly initialised model folder (optionally with a tokenizer)", al_cmd_init_model},
 };
 

@@ -4,7 +4,9 @@
  *   mid = x + linear_o(o);  m = rmsnorm(mid);  h = silu(linear_gate(m)) * linear_up(m)
  *   out = mid + linear_down(h)
  *
- * Backward walks the same steps in reverse; only LoRA parameters receive gradients. */
+ * Backward walks the same steps in reverse; only LoRA parameters receive gradients.
+ * Decoding (generation) runs the same block with the attention over a key/value cache
+ * instead of over the batch. */
 #include "agentlora/rng.h"
 #include "model/model_internal.h"
 
@@ -34,8 +36,38 @@ static const struct al_lora_args *lora_args(struct al_lora_args *args, const str
     return args;
 }
 
-int al_block_forward(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws, int layer,
-                     struct block_acts *acts, int64_t n, float dropout, uint64_t seed)
+/* The block up to attention: a = rmsnorm(x), q, k, v = linear(a) (+ LoRA), rope(q, k)
+ * at ws->positions. */
+static int attention_inputs(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws,
+                            int layer, struct block_acts *acts, int64_t n, float dropout, uint64_t seed)
+{
+    const struct al_model_config *c = &model->config;
+    const struct block_weights *w = &model->blocks[layer];
+    const struct al_backend_ops *op = model->backend->ops;
+    struct al_backend *be = model->backend;
+    int hidden = c->hidden_size, hd = c->head_dim;
+    int hq = c->num_attention_heads, hkv = c->num_key_value_heads;
+    struct al_lora_args la;
+
+    if (op->rmsnorm_forward(be, acts->attn_in, acts->rstd_attn, ws->residual[layer], w->input_norm, n, hidden,
+                            c->rms_norm_eps) ||
+        op->linear_forward(be, acts->q, acts->attn_in, w->q, w->q_bias,
+                           lora_args(&la, lora, acts, layer, AL_LORA_Q, dropout, seed), n, hidden, hq * hd) ||
+        op->linear_forward(be, acts->k, acts->attn_in, w->k, w->k_bias,
+                           lora_args(&la, lora, acts, layer, AL_LORA_K, dropout, seed), n, hidden, hkv * hd) ||
+        op->linear_forward(be, acts->v, acts->attn_in, w->v, w->v_bias,
+                           lora_args(&la, lora, acts, layer, AL_LORA_V, dropout, seed), n, hidden, hkv * hd) ||
+        op->rope_forward(be, acts->q, ws->positions, model->inv_freq, n, hq, hd) ||
+        op->rope_forward(be, acts->k, ws->positions, model->inv_freq, n, hkv, hd))
+        return -1;
+    return 0;
+}
+
+/* The block after attention (acts->attn_out): mid = x + linear_o(o), then the MLP into
+ * residual[layer + 1]. */
+static int attention_output_and_mlp(const struct al_model *model, const struct al_lora *lora,
+                                    struct al_workspace *ws, int layer, struct block_acts *acts, int64_t n,
+                                    float dropout, uint64_t seed)
 {
     const struct al_model_config *c = &model->config;
     const struct block_weights *w = &model->blocks[layer];
@@ -44,21 +76,9 @@ int al_block_forward(const struct al_model *model, const struct al_lora *lora, s
     const void *x = ws->residual[layer];
     void *out = ws->residual[layer + 1];
     int hidden = c->hidden_size, inter = c->intermediate_size, hd = c->head_dim;
-    int hq = c->num_attention_heads, hkv = c->num_key_value_heads;
+    int hq = c->num_attention_heads;
     struct al_lora_args la;
 
-    if (op->rmsnorm_forward(be, acts->attn_in, acts->rstd_attn, x, w->input_norm, n, hidden, c->rms_norm_eps) ||
-        op->linear_forward(be, acts->q, acts->attn_in, w->q, w->q_bias,
-                           lora_args(&la, lora, acts, layer, AL_LORA_Q, dropout, seed), n, hidden, hq * hd) ||
-        op->linear_forward(be, acts->k, acts->attn_in, w->k, w->k_bias,
-                           lora_args(&la, lora, acts, layer, AL_LORA_K, dropout, seed), n, hidden, hkv * hd) ||
-        op->linear_forward(be, acts->v, acts->attn_in, w->v, w->v_bias,
-                           lora_args(&la, lora, acts, layer, AL_LORA_V, dropout, seed), n, hidden, hkv * hd) ||
-        op->rope_forward(be, acts->q, ws->positions, model->inv_freq, n, hq, hd) ||
-        op->rope_forward(be, acts->k, ws->positions, model->inv_freq, n, hkv, hd) ||
-        op->attention_forward(be, acts->attn_out, acts->lse, acts->q, acts->k, acts->v, ws->doc_start, n, hq, hkv,
-                              hd))
-        return -1;
     /* The o projection's output goes to `out` as scratch; mid = x + that. */
     if (op->linear_forward(be, out, acts->attn_out, w->o, NULL,
                            lora_args(&la, lora, acts, layer, AL_LORA_O, dropout, seed), n, hq * hd, hidden) ||
@@ -74,6 +94,33 @@ int al_block_forward(const struct al_model *model, const struct al_lora *lora, s
         op->add(be, out, acts->mid, out, n * hidden))
         return -1;
     return 0;
+}
+
+int al_block_forward(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws, int layer,
+                     struct block_acts *acts, int64_t n, float dropout, uint64_t seed)
+{
+    const struct al_model_config *c = &model->config;
+    struct al_backend *be = model->backend;
+    if (attention_inputs(model, lora, ws, layer, acts, n, dropout, seed) != 0 ||
+        be->ops->attention_forward(be, acts->attn_out, acts->lse, acts->q, acts->k, acts->v, ws->doc_start, n,
+                                   c->num_attention_heads, c->num_key_value_heads, c->head_dim) != 0)
+        return -1;
+    return attention_output_and_mlp(model, lora, ws, layer, acts, n, dropout, seed);
+}
+
+int al_block_decode_forward(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws,
+                            int layer, struct block_acts *acts, int64_t n, const struct al_kv_cache_layer *cache,
+                            const int32_t *seq)
+{
+    const struct al_model_config *c = &model->config;
+    struct al_backend *be = model->backend;
+    int hq = c->num_attention_heads, hkv = c->num_key_value_heads, hd = c->head_dim;
+    /* Inference: LoRA dropout off, so the seed is never read. */
+    if (attention_inputs(model, lora, ws, layer, acts, n, 0.0f, 0) != 0 ||
+        be->ops->kv_cache_write(be, cache, acts->k, acts->v, seq, ws->positions, n, hkv, hd) != 0 ||
+        be->ops->decode_attention(be, acts->attn_out, acts->q, cache, seq, ws->positions, n, hq, hkv, hd) != 0)
+        return -1;
+    return attention_output_and_mlp(model, lora, ws, layer, acts, n, 0.0f, 0);
 }
 
 int al_block_backward(const struct al_model *model, struct al_lora *lora, struct al_workspace *ws, int layer,

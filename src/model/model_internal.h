@@ -61,6 +61,13 @@ struct al_workspace {
 /* One block's forward from residual[layer] into residual[layer + 1]. */
 int al_block_forward(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws, int layer,
                      struct block_acts *acts, int64_t n, float dropout, uint64_t dropout_seed);
+/* The same block for decoding (dropout off, nothing saved for backward): token i of
+ * the step belongs to sequence seq[i] (backend memory) at position ws->positions[i];
+ * its key and value are written into the layer's cache and its query attends to the
+ * cache. */
+int al_block_decode_forward(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws,
+                            int layer, struct block_acts *acts, int64_t n, const struct al_kv_cache_layer *cache,
+                            const int32_t *seq);
 /* One block's backward: d_residual holds d(out) on entry and d(in) on return. */
 int al_block_backward(const struct al_model *model, struct al_lora *lora, struct al_workspace *ws, int layer,
                       struct block_acts *acts, int64_t n, float dropout, uint64_t dropout_seed);

@@ -144,6 +144,8 @@ static const struct al_backend_ops cpu_ops = {
     .lm_head_cross_entropy = al_cpu_lm_head_cross_entropy,
     .sum_squares = al_cpu_sum_squares,
     .adamw = al_cpu_adamw,
+    .kv_cache_write = al_cpu_kv_cache_write,
+    .decode_attention = al_cpu_decode_attention,
 };
 
 struct al_backend *al_backend_cpu_create(void)

@@ -15,15 +15,7 @@ static int check_linear(const char *op, const struct al_lora_args *lora, int64_t
 {
     if (al_cpu_check_shape(op, n, in) != 0 || al_cpu_check_shape(op, n, out) != 0)
         return -1;
-    if (!lora)
-        return 0;
-    if (lora->rank <= 0)
-        return al_fail("%s: LoRA rank must be positive, got %d", op, lora->rank);
-    if (!(lora->dropout >= 0.0f && lora->dropout < 1.0f))
-        return al_fail("%s: LoRA dropout must be in [0, 1), got %g", op, (double)lora->dropout);
-    if (!lora->A || !lora->B || !lora->xa)
-        return al_fail("%s: LoRA arguments lack A, B or the xa buffer", op);
-    return 0;
+    return al_backend_check_lora_args(op, lora);
 }
 
 /* The factor dropout applies to element `index`: 0 when dropped, 1 / (1 - p) when kept. */

@@ -80,4 +80,12 @@ int al_cpu_adamw(struct al_backend *backend, float *param, const float *grad, fl
                  float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                  int64_t step);
 
+/* ---- cpu_decode.c ---- */
+int al_cpu_kv_cache_write(struct al_backend *backend, const struct al_kv_cache_layer *cache, const void *k,
+                          const void *v, const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
+                          int head_dim);
+int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q,
+                            const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
+                            int64_t n, int q_heads, int kv_heads, int head_dim);
+
 #endif

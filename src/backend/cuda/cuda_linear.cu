@@ -14,13 +14,7 @@ static int check_linear(const char *op, const struct al_lora_args *lora, int64_t
 {
     if (al_cuda_check_shape(op, n, in) != 0 || al_cuda_check_shape(op, n, out) != 0)
         return -1;
-    if (!lora)
-        return 0;
-    if (lora->rank <= 0)
-        return al_fail("%s: LoRA rank must be positive, got %d", op, lora->rank);
-    if (!(lora->dropout >= 0.0f && lora->dropout < 1.0f))
-        return al_fail("%s: LoRA dropout must be in [0, 1), got %g", op, (double)lora->dropout);
-    return 0;
+    return al_backend_check_lora_args(op, lora);
 }
 
 static struct al_dropout no_dropout(void)
