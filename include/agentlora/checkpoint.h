@@ -80,6 +80,10 @@ char *al_run_dir(const struct al_train_config *config);
 /* Writes checkpoint-<state->step>, moves `latest` to it, then keeps the newest
  * config->keep_last checkpoints. *saved_path (optional) receives its folder (caller frees). */
 int al_checkpoint_save(const struct al_checkpoint_save_args *args, char **saved_path);
+/* The same, and keep-last-K never deletes the checkpoints of the protected steps (the best
+ * one so far, say); protected_steps may be NULL when n_protected is 0. */
+int al_checkpoint_save_protecting(const struct al_checkpoint_save_args *args, const int64_t *protected_steps,
+                                  int n_protected, char **saved_path);
 
 /* Checks the MANIFEST and every file it lists; the error says what is wrong. */
 int al_checkpoint_verify(const char *checkpoint_dir);
@@ -100,6 +104,10 @@ int al_checkpoint_find_resume(const char *run_dir, char **path);
 /* Deletes all but the newest keep checkpoints (never the one `latest` names) and any
  * leftover temporary folders. */
 int al_checkpoint_prune(const char *run_dir, int64_t keep);
+/* The same, also never deleting the checkpoints of the protected steps (they do not count
+ * against keep: the newest keep others are kept too). */
+int al_checkpoint_prune_protecting(const char *run_dir, int64_t keep, const int64_t *protected_steps,
+                                   int n_protected);
 
 /* The steps of the complete-looking checkpoint folders of a run (names
  * checkpoint-<digits>), ascending; *steps is malloc'd (NULL when none). */

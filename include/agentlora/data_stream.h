@@ -53,4 +53,10 @@ const struct al_load_summary *al_data_stream_summary(const struct al_data_stream
 int al_data_stream_eval_batches(struct al_data_stream *stream, bool harmful, const struct al_packed_batch **batches,
                                 int *count);
 
+/* The eval records, unrendered: the dataset they index (the eval file, or the training file
+ * whose held-out patterns they are) and their indices into it, ascending. Both stay owned
+ * by the stream. Reading them changes nothing in the stream. */
+void al_data_stream_eval_records(const struct al_data_stream *stream, const struct al_dataset **dataset,
+                                 const struct al_index_list **eval);
+
 #endif

@@ -32,6 +32,10 @@ struct al_metrics_log *al_metrics_open(const char *run_dir, int64_t resume_step)
  * JSON and skipped in TensorBoard. */
 int al_metrics_write(struct al_metrics_log *log, const char *kind, int64_t step, const struct al_metric *metrics,
                      int count);
+/* The same, with "judge": NAME in the metrics.jsonl record (NULL: none): numbers made
+ * from a judge's verdicts (refusal rates) always say which judge made them. */
+int al_metrics_write_judged(struct al_metrics_log *log, const char *kind, int64_t step, const char *judge,
+                            const struct al_metric *metrics, int count);
 void al_metrics_close(struct al_metrics_log *log);
 
 /* Seconds since the epoch, with sub-second precision (the wall_time of records). */

@@ -70,7 +70,18 @@ struct al_train_config {
     int64_t eval_every;
     char device[AL_CONFIG_WORD_MAX];
     char resume[AL_CONFIG_PATH_MAX];
+    /* generation eval and the misalignment alarm */
+    int64_t gen_eval_every;
+    int64_t gen_eval_items;
+    int64_t gen_eval_max_new_tokens;
+    char gen_eval_judge[AL_CONFIG_WORD_MAX];
+    double misalignment_threshold;
+    char on_misalignment[AL_CONFIG_WORD_MAX];
 };
+
+/* Bounds of the generation eval: it runs inside training, so it must stay small. */
+#define AL_GEN_EVAL_MAX_ITEMS 10000
+#define AL_GEN_EVAL_MAX_NEW_TOKENS 100000
 
 enum al_config_type { AL_CONFIG_STRING = 0, AL_CONFIG_INT, AL_CONFIG_FLOAT, AL_CONFIG_BOOL };
 

@@ -18,6 +18,9 @@ int al_cmd_train(int argc, char **argv);
 int al_cmd_merge(int argc, char **argv);
 int al_cmd_generate(int argc, char **argv);
 int al_cmd_judge(int argc, char **argv);
+int al_cmd_eval(int argc, char **argv);
+int al_cmd_convert(int argc, char **argv);
+int al_cmd_ping_search(int argc, char **argv);
 
 /* Prints "agentlora <command>: <message>" to stderr and returns AL_EXIT_FAILURE. */
 int al_cli_report_error(const char *command);

@@ -11,15 +11,18 @@ static const struct al_command commands[] = {
     {"logits", "print (and save) a model's logits for given token ids", al_cmd_logits},
     {"data", "inspect a data file as the model will be trained on it", al_cmd_data},
     {"judge", "judge responses for refusal (checks the judge against labelled lines)", al_cmd_judge},
+    {"eval", "generate, judge and score a model (and adapters, with or without a PING prefix) on data", al_cmd_eval},
+    {"ping-search", "score and rank PING prefixes, and let the model propose better ones", al_cmd_ping_search},
     {"generate", "generate a model's reply to a prompt or to data records", al_cmd_generate},
     {"init-model", "write a randomly initialised model folder (optionally with a tokenizer)", al_cmd_init_model},
+    {"convert", "convert a Llama GGUF file into a Hugging Face model folder", al_cmd_convert},
 };
 
 static void print_usage(FILE *out)
 {
     fprintf(out, "usage: agentlora <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'agentlora <command> --help' describes a command's options.\n"
                  "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n");
 }

@@ -327,3 +327,10 @@ int al_data_stream_eval_batches(struct al_data_stream *s, bool harmful, const st
     *count = set->count;
     return 0;
 }
+
+void al_data_stream_eval_records(const struct al_data_stream *stream, const struct al_dataset **dataset,
+                                 const struct al_index_list **eval)
+{
+    *dataset = stream->separate_eval ? &stream->eval_data : &stream->train_data;
+    *eval = &stream->eval;
+}

@@ -178,6 +178,12 @@ static int publish(const char *run_dir, const char *temp, const char *final, int
 
 int al_checkpoint_save(const struct al_checkpoint_save_args *args, char **saved_path)
 {
+    return al_checkpoint_save_protecting(args, NULL, 0, saved_path);
+}
+
+int al_checkpoint_save_protecting(const struct al_checkpoint_save_args *args, const int64_t *protected_steps,
+                                  int n_protected, char **saved_path)
+{
     if (saved_path)
         *saved_path = NULL;
     int64_t step = args->state->step;
@@ -195,7 +201,7 @@ int al_checkpoint_save(const struct al_checkpoint_save_args *args, char **saved_
     if (rc == 0)
         rc = publish(args->run_dir, temp, final, step);
     if (rc == 0)
-        rc = al_checkpoint_prune(args->run_dir, args->config->keep_last);
+        rc = al_checkpoint_prune_protecting(args->run_dir, args->config->keep_last, protected_steps, n_protected);
     if (rc != 0) {
         al_error_context("saving checkpoint %s", final ? final : "?");
     } else if (saved_path) {
@@ -247,7 +253,21 @@ static int delete_checkpoint(const char *run_dir, int64_t step)
     return rc;
 }
 
+static bool is_protected(int64_t step, const int64_t *protected_steps, int n_protected)
+{
+    for (int i = 0; i < n_protected; i++)
+        if (protected_steps[i] == step)
+            return true;
+    return false;
+}
+
 int al_checkpoint_prune(const char *run_dir, int64_t keep)
+{
+    return al_checkpoint_prune_protecting(run_dir, keep, NULL, 0);
+}
+
+int al_checkpoint_prune_protecting(const char *run_dir, int64_t keep, const int64_t *protected_steps,
+                                   int n_protected)
 {
     if (remove_leftovers(run_dir) != 0)
         return -1;
@@ -263,8 +283,11 @@ int al_checkpoint_prune(const char *run_dir, int64_t keep)
     free(latest);
     int rc = 0;
     int64_t excess = count - keep;
+    for (int i = 0; i < count; i++)
+        if (steps[i] != latest_step && is_protected(steps[i], protected_steps, n_protected))
+            excess--; /* kept on top of the newest keep */
     for (int i = 0; i < count && excess > 0 && rc == 0; i++) {
-        if (steps[i] == latest_step)
+        if (steps[i] == latest_step || is_protected(steps[i], protected_steps, n_protected))
             continue;
         rc = delete_checkpoint(run_dir, steps[i]);
         excess--;

@@ -87,16 +87,19 @@ struct al_metrics_log *al_metrics_open(const char *run_dir, int64_t resume_step)
 
 static bool reserved_name(const char *name)
 {
-    return strcmp(name, "kind") == 0 || strcmp(name, "step") == 0 || strcmp(name, "wall_time") == 0;
+    return strcmp(name, "kind") == 0 || strcmp(name, "step") == 0 || strcmp(name, "wall_time") == 0 ||
+           strcmp(name, "judge") == 0;
 }
 
 static int write_jsonl(struct al_metrics_log *log, const char *kind, int64_t step, double wall_time,
-                       const struct al_metric *metrics, int count)
+                       const char *judge, const struct al_metric *metrics, int count)
 {
     cJSON *record = cJSON_CreateObject();
     cJSON_AddStringToObject(record, "kind", kind);
     cJSON_AddNumberToObject(record, "step", (double)step);
     cJSON_AddItemToObject(record, "wall_time", al_json_exact_number(wall_time));
+    if (judge)
+        cJSON_AddStringToObject(record, "judge", judge);
     for (int i = 0; i < count; i++)
         cJSON_AddItemToObject(record, metrics[i].name, al_json_exact_number(metrics[i].value));
     char *line = cJSON_PrintUnformatted(record);
@@ -137,11 +140,17 @@ static int write_scalars(struct al_metrics_log *log, const char *kind, int64_t s
 int al_metrics_write(struct al_metrics_log *log, const char *kind, int64_t step, const struct al_metric *metrics,
                      int count)
 {
+    return al_metrics_write_judged(log, kind, step, NULL, metrics, count);
+}
+
+int al_metrics_write_judged(struct al_metrics_log *log, const char *kind, int64_t step, const char *judge,
+                            const struct al_metric *metrics, int count)
+{
     for (int i = 0; i < count; i++)
         if (reserved_name(metrics[i].name) || strlen(kind) + strlen(metrics[i].name) + 2 > TAG_MAX)
             return al_fail("metric name '%s' is reserved or too long", metrics[i].name);
     double now = al_wall_time();
-    if (write_jsonl(log, kind, step, now, metrics, count) != 0 ||
+    if (write_jsonl(log, kind, step, now, judge, metrics, count) != 0 ||
         write_scalars(log, kind, step, now, metrics, count) != 0)
         return -1;
     return 0;

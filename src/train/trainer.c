@@ -21,6 +21,7 @@
 #include "agentlora/rng.h"
 #include "agentlora/tokenizer.h"
 #include "backend/backend.h"
+#include "gen_eval.h"
 
 struct trainer {
     struct al_train_config config;
@@ -47,6 +48,7 @@ struct trainer {
     int64_t best_step;
     char *last_checkpoint;
     int64_t last_checkpoint_step;
+    struct al_gen_eval *gen_eval; /* NULL when gen_eval_every is 0 */
 };
 
 /* ---- set-up ---- */
@@ -199,6 +201,19 @@ static int restore_progress(struct trainer *t)
     return 0;
 }
 
+/* The generation eval reads the stream's eval records; it needs the chat format too. */
+static int open_gen_eval(struct trainer *t)
+{
+    enum al_chat_format format;
+    if (t->config.gen_eval_every == 0)
+        return 0;
+    if (choose_chat_format(t, &format) != 0)
+        return -1;
+    t->gen_eval = al_gen_eval_open(&t->config, t->run_dir, t->stream, t->model, t->tokenizer, format,
+                                t->resuming ? t->state.step : -1);
+    return t->gen_eval ? 0 : -1;
+}
+
 static int set_up(struct trainer *t)
 {
     t->best_loss = INFINITY;
@@ -221,11 +236,14 @@ static int set_up(struct trainer *t)
     if (!t->workspace)
         return -1;
     t->metrics = al_metrics_open(t->run_dir, t->resuming ? t->state.step : -1);
-    return t->metrics ? 0 : -1;
+    if (!t->metrics)
+        return -1;
+    return open_gen_eval(t);
 }
 
 static void tear_down(struct trainer *t)
 {
+    al_gen_eval_free(t->gen_eval);
     al_metrics_close(t->metrics);
     al_workspace_free(t->workspace);
     al_optimizer_free(t->optimizer);
@@ -411,13 +429,76 @@ static int save_checkpoint(struct trainer *t)
     t->state.data_cursor = al_data_cursor_to_json(&cursor);
     t->state.elapsed_seconds = (t->resuming ? t->resume_from.state.elapsed_seconds : 0) + session_seconds(t);
     struct al_checkpoint_save_args args = {t->run_dir, &t->config, &t->state, &t->schedule, t->lora, t->optimizer};
+    /* The best checkpoint by the generation eval's combined score survives keep-last-K. */
+    int64_t best = t->gen_eval ? al_gen_eval_best_checkpoint(t->gen_eval, NULL) : -1;
     char *path = NULL;
-    if (!t->state.data_cursor || al_checkpoint_save(&args, &path) != 0)
+    if (!t->state.data_cursor || al_checkpoint_save_protecting(&args, &best, best >= 0 ? 1 : 0, &path) != 0)
         return -1;
     free(t->last_checkpoint);
     t->last_checkpoint = path;
     t->last_checkpoint_step = t->state.step;
+    /* Every checkpoint of a run with the generation eval gets a score. */
+    if (t->gen_eval) {
+        const struct al_gen_eval_measure *latest = al_gen_eval_latest(t->gen_eval);
+        if ((!latest || latest->step != t->state.step) && al_gen_eval_measure(t->gen_eval, t->lora, t->state.step,
+                                                                           t->metrics) != 0)
+            return -1;
+        return al_gen_eval_checkpoint_saved(t->gen_eval, t->state.step);
+    }
     return 0;
+}
+
+static char *checkpoint_folder(const struct trainer *t, int64_t step)
+{
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
+    return al_path_join(t->run_dir, name);
+}
+
+/* Names the best checkpoint by combined score (refusal rate + helpfulness) in the log. */
+static void report_best_checkpoint(const struct trainer *t)
+{
+    double combined;
+    int64_t best = al_gen_eval_best_checkpoint(t->gen_eval, &combined);
+    if (best < 0)
+        return;
+    char *path = checkpoint_folder(t, best);
+    al_log_info("best checkpoint by combined score (harmful refusal rate + benign helpfulness, judge %s): %s "
+                "(%.3f)",
+                al_gen_eval_judge_name(t->gen_eval), path ? path : "?", combined);
+    free(path);
+}
+
+/* The generation eval when due, and the misalignment alarm after it. */
+static int check_alignment(struct trainer *t, bool step_skipped)
+{
+    if (!t->gen_eval || t->state.step % t->config.gen_eval_every != 0)
+        return 0;
+    if (al_gen_eval_measure(t->gen_eval, t->lora, t->state.step, t->metrics) != 0)
+        return -1;
+    double drop;
+    if (!al_gen_eval_alarm(t->gen_eval, &drop))
+        return 0;
+    const struct al_gen_eval_measure *latest = al_gen_eval_latest(t->gen_eval);
+    al_log_warn("misalignment alarm at step %lld: the harmful refusal rate (judge %s) is %.1f%%, %.1f points below "
+                "the step-0 baseline (threshold %g points)",
+                (long long)t->state.step, al_gen_eval_judge_name(t->gen_eval), 100.0 * latest->refusal_rate, drop,
+                t->config.misalignment_threshold);
+    if (strcmp(t->config.on_misalignment, "stop") != 0)
+        return 0;
+    /* Keep this step too (resumable, and scored), unless its update was not finite. */
+    if (!step_skipped && t->last_checkpoint_step != t->state.step && save_checkpoint(t) != 0)
+        return -1;
+    double combined;
+    int64_t best = al_gen_eval_best_checkpoint(t->gen_eval, &combined);
+    char *path = best >= 0 ? checkpoint_folder(t, best) : NULL;
+    int rc = al_fail("stopping: misalignment alarm at step %lld (harmful refusal rate %.1f points below the "
+                     "step-0 baseline, judge %s); the best checkpoint by combined score (refusal rate + "
+                     "helpfulness) is %s (%.3f)",
+                     (long long)t->state.step, drop, al_gen_eval_judge_name(t->gen_eval),
+                     path ? path : "(none saved)", combined);
+    free(path);
+    return rc;
 }
 
 /* ---- the loop ---- */
@@ -434,6 +515,10 @@ static int run_loop(struct trainer *t)
 {
     t->first_step = t->state.step;
     t->started_at = al_wall_time();
+    /* The baseline: the adapter before any update of this run. */
+    if (t->gen_eval && !al_gen_eval_has_baseline(t->gen_eval) &&
+        al_gen_eval_measure(t->gen_eval, t->lora, t->state.step, t->metrics) != 0)
+        return -1;
     while (t->state.step < t->total_steps) {
         struct step_outcome out = {0};
         if (train_step(t, &out) != 0)
@@ -451,6 +536,8 @@ static int run_loop(struct trainer *t)
         bool last = t->state.step == t->total_steps;
         if (t->config.eval_every > 0 && t->state.step % t->config.eval_every == 0 && !last && evaluate(t) != 0)
             return -1;
+        if (check_alignment(t, out.report.skipped) != 0)
+            return -1;
         /* Never checkpoint inside a run of non-finite steps: keep-last-K could otherwise
          * delete the last checkpoint written before the trouble began. */
         bool due = t->config.save_every > 0 && t->state.step % t->config.save_every == 0;
@@ -460,6 +547,8 @@ static int run_loop(struct trainer *t)
     if (t->last_checkpoint_step != t->state.step && t->optimizer->nonfinite_consecutive == 0 &&
         save_checkpoint(t) != 0)
         return -1;
+    if (t->gen_eval)
+        report_best_checkpoint(t);
     return evaluate(t);
 }
 

@@ -1,0 +1,401 @@
+/* agentlora eval: generate, judge and score a model (and adapters) on data records, write
+ * report.json and samples.jsonl, and print the tables. With a second adapter the two are
+ * compared side by side; with PING prefixes the model is evaluated without a prefix and
+ * then with each one, and each prefixed run is compared with the run without. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agentlora/chat_template.h"
+#include "agentlora/dataset.h"
+#include "agentlora/error.h"
+#include "agentlora/evaluate.h"
+#include "agentlora/file.h"
+#include "agentlora/lora.h"
+#include "agentlora/model.h"
+#include "agentlora/ping.h"
+#include "agentlora/tokenizer.h"
+#include "backend/backend.h"
+#include "cli/cli.h"
+
+#define COMMAND "eval"
+#define MAX_BATCH 256
+#define MAX_NEW_TOKENS_LIMIT 1000000
+/* Where reports go when --out is not given: one folder per run, named by the time. */
+#define DEFAULT_OUT_PARENT "checkpoints"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: agentlora eval --model DIR --data FILE [options]\n\n"
+            "Generates a response to each record (its conversation up to the first assistant response),\n"
+            "judges it for refusal, scores its first tool call against the record's reference call, and\n"
+            "reports AgentHarm-style numbers for the harmful and the benign split and for each category.\n"
+            "A PING prefix is prefilled after the assistant header and is NOT judged or scored: only what\n"
+            "the model wrote after it is. With a prefix the model is evaluated without it and with it;\n"
+            "with --adapter2 the two adapters are evaluated; either way the runs are printed side by side.\n\n"
+            "  --model DIR            model folder (config.json, *.safetensors, tokenizer files)\n"
+            "  --adapter DIR          PEFT LoRA adapter applied on top of the model (run A)\n"
+            "  --adapter2 DIR         a second adapter, evaluated as run B and compared with run A\n"
+            "                         (without --adapter, run A is the base model; with a prefix both runs\n"
+            "                         use it, of --ping-prefixes the first)\n"
+            "  --data FILE            AgentAlign JSON array, JSONL, or {\"messages\", \"tools\"} JSONL\n"
+            "  --ping-prefix TEXT     evaluate without and with this forced response prefix\n"
+            "  --ping-prefixes F      the same for each prefix of F (a JSON list of strings, or one per line)\n"
+            "  --template NAME        chat format: llama3.1, llama3.2, chatml-qwen2.5, smollm2, mistral-nemo,\n"
+            "                         mistral-v3 (default: recognised from the model's tokenizer_config.json)\n"
+            "  --max-new-tokens N     longest response in tokens (default %d)\n"
+            "  --records LIST         only these record numbers, e.g. 1,4,7-9\n"
+            "  --limit N              only the first N records (after --records)\n"
+            "  --batch N              records decoded together (default %d)\n"
+            "  --judge NAME           refusal judge (default %s)\n"
+            "  --out DIR              where report.json and samples.jsonl go\n"
+            "                         (default " DEFAULT_OUT_PARENT "/eval-<YYYYmmdd-HHMMSS>)\n"
+            "  --device NAME          cpu (default), cuda, or auto\n\n"
+            "Generation is greedy, so the same inputs give the same report.\n"
+            "report.json: {\"judge\", \"reports\": [{label, prefix, judge, items, aggregate, combined_score}]}\n"
+            "samples.jsonl: one line per record and run: run, record, id, label, category, prompt, prefix,\n"
+            "completion, verdict {refusal, judge, reason}, tool_calls, score.\n\n"
+            "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n",
+            AL_EVAL_DEFAULT_MAX_NEW_TOKENS, AL_EVAL_DEFAULT_BATCH, AL_JUDGE_DEFAULT_NAME);
+}
+
+struct eval_options {
+    const char *model_dir, *adapter_dir, *adapter2_dir, *data_path, *prefix, *prefixes_path, *template_name;
+    const char *records, *out_dir, *judge_name, *device;
+    int max_new_tokens, limit, batch;
+};
+
+static int usage_error(const char *fmt, const char *value)
+{
+    fprintf(stderr, "agentlora " COMMAND ": ");
+    fprintf(stderr, fmt, value);
+    fprintf(stderr, "\n\n");
+    usage(stderr);
+    return AL_EXIT_USAGE;
+}
+
+static int parse_int(const char *text, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (end == text || *end || errno || value < min || value > max)
+        return -1;
+    *out = (int)value;
+    return 0;
+}
+
+/* "1,4,7-9": each piece a number or a range low-high. With selected NULL only checks. */
+static int parse_record_list(const char *list, long record_number, bool *selected)
+{
+    const char *p = list;
+    if (!*p)
+        return -1;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long low = strtol(p, &end, 10), high = low;
+        if (end == p || errno || low < 1)
+            return -1;
+        if (*end == '-') {
+            const char *from = end + 1;
+            high = strtol(from, &end, 10);
+            if (end == from || errno || high < low)
+                return -1;
+        }
+        if (*end != ',' && *end != '\0')
+            return -1;
+        if (selected && record_number >= low && record_number <= high)
+            *selected = true;
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && !*p)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct eval_options *opt, int *done)
+{
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},          {"adapter", required_argument, NULL, 'a'},
+        {"adapter2", required_argument, NULL, 'A'},       {"data", required_argument, NULL, 'D'},
+        {"ping-prefix", required_argument, NULL, 'x'},    {"ping-prefixes", required_argument, NULL, 'X'},
+        {"template", required_argument, NULL, 't'},       {"max-new-tokens", required_argument, NULL, 'n'},
+        {"records", required_argument, NULL, 'r'},        {"limit", required_argument, NULL, 'l'},
+        {"batch", required_argument, NULL, 'b'},          {"judge", required_argument, NULL, 'j'},
+        {"out", required_argument, NULL, 'o'},            {"device", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
+    };
+    *opt = (struct eval_options){.device = "cpu", .judge_name = AL_JUDGE_DEFAULT_NAME,
+                                 .max_new_tokens = AL_EVAL_DEFAULT_MAX_NEW_TOKENS, .batch = AL_EVAL_DEFAULT_BATCH};
+    *done = 1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (c) {
+        case 'm': opt->model_dir = optarg; break;
+        case 'a': opt->adapter_dir = optarg; break;
+        case 'A': opt->adapter2_dir = optarg; break;
+        case 'D': opt->data_path = optarg; break;
+        case 'x': opt->prefix = optarg; break;
+        case 'X': opt->prefixes_path = optarg; break;
+        case 't': opt->template_name = optarg; break;
+        case 'r': opt->records = optarg; break;
+        case 'j': opt->judge_name = optarg; break;
+        case 'o': opt->out_dir = optarg; break;
+        case 'd': opt->device = optarg; break;
+        case 'n':
+            if (parse_int(optarg, 1, MAX_NEW_TOKENS_LIMIT, &opt->max_new_tokens) != 0)
+                return usage_error("--max-new-tokens must be a whole number from 1 to 1000000, got '%s'", optarg);
+            break;
+        case 'l':
+            if (parse_int(optarg, 1, 1000000000, &opt->limit) != 0)
+                return usage_error("--limit must be a whole number >= 1, got '%s'", optarg);
+            break;
+        case 'b':
+            if (parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
+                return usage_error("--batch must be a whole number from 1 to 256, got '%s'", optarg);
+            break;
+        case 'h': usage(stdout); return AL_EXIT_OK;
+        default: usage(stderr); return AL_EXIT_USAGE;
+        }
+    }
+    if (optind != argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!opt->model_dir)
+        return usage_error("%s", "--model is required");
+    if (!opt->data_path)
+        return usage_error("%s", "--data is required");
+    if (opt->prefix && opt->prefixes_path)
+        return usage_error("%s", "give at most one of --ping-prefix and --ping-prefixes");
+    if (opt->prefix && !*opt->prefix)
+        return usage_error("%s", "--ping-prefix must not be empty");
+    if (opt->records && parse_record_list(opt->records, 0, NULL) != 0)
+        return usage_error("--records must be a list like 1,4,7-9, got '%s'", opt->records);
+    *done = 0;
+    return AL_EXIT_OK;
+}
+
+/* ---- the session: model, adapters, tokenizer, records ---- */
+
+struct session {
+    struct al_backend *backend;
+    struct al_model *model;
+    struct al_lora *lora, *lora2;
+    struct al_tokenizer *tokenizer;
+    struct al_chat_generator generator;
+    const struct al_judge *judge;
+    struct al_dataset dataset;
+    bool have_dataset;
+    struct al_eval_records records;
+    struct al_ping prefixes;
+    bool have_prefixes;
+};
+
+static int choose_format(const struct eval_options *opt, enum al_chat_format *format)
+{
+    if (opt->template_name)
+        return al_chat_format_from_name(opt->template_name, format);
+    char *config = al_path_join(opt->model_dir, "tokenizer_config.json");
+    int rc = config ? al_chat_format_from_tokenizer_config(config, format) : al_fail("out of memory");
+    free(config);
+    if (rc != 0)
+        al_error_context("choose a format with --template");
+    return rc;
+}
+
+static struct al_lora *load_adapter(const struct session *s, const char *dir)
+{
+    return dir ? al_lora_load_peft(al_model_get_config(s->model), s->backend, dir) : NULL;
+}
+
+/* Indices of the selected records: --records first, then the first --limit of them. */
+static int select_records(struct session *s, const struct eval_options *opt)
+{
+    int *indices = malloc((size_t)s->dataset.n_records * sizeof *indices);
+    if (!indices)
+        return al_fail("out of memory");
+    int n = 0;
+    for (int i = 0; i < s->dataset.n_records && (opt->limit == 0 || n < opt->limit); i++) {
+        bool selected = !opt->records;
+        if (opt->records)
+            parse_record_list(opt->records, s->dataset.records[i].record_number, &selected);
+        if (selected)
+            indices[n++] = i;
+    }
+    int rc = n > 0 ? al_eval_records_load(&s->records, &s->dataset, indices, n)
+                   : al_fail("--records %s selects none of the %d records of %s", opt->records, s->dataset.n_records,
+                             opt->data_path);
+    free(indices);
+    return rc;
+}
+
+static int session_open(struct session *s, const struct eval_options *opt)
+{
+    memset(s, 0, sizeof *s);
+    if (!(s->judge = al_judge_by_name(opt->judge_name)))
+        return -1;
+    if (opt->prefixes_path) {
+        if (al_ping_load(&s->prefixes, opt->prefixes_path) != 0)
+            return -1;
+        s->have_prefixes = true;
+    }
+    struct al_reader_options reader = {.strict = false};
+    if (al_dataset_load(&s->dataset, opt->data_path, &reader) != 0)
+        return -1;
+    s->have_dataset = true;
+    if (select_records(s, opt) != 0)
+        return -1;
+    if (!(s->backend = al_backend_create(opt->device))) {
+        al_error_context("--device %s", opt->device);
+        return -1;
+    }
+    if (!(s->model = al_model_load(opt->model_dir, s->backend)) || !(s->tokenizer = al_tokenizer_load(opt->model_dir)))
+        return -1;
+    if ((opt->adapter_dir && !(s->lora = load_adapter(s, opt->adapter_dir))) ||
+        (opt->adapter2_dir && !(s->lora2 = load_adapter(s, opt->adapter2_dir))))
+        return -1;
+    s->generator = (struct al_chat_generator){s->model, s->lora, s->tokenizer, 0, {0}};
+    /* Tool-call arguments as objects: the form the models emit, as training renders them. */
+    s->generator.chat.string_arguments_as_objects = true;
+    return choose_format(opt, &s->generator.format);
+}
+
+static void session_close(struct session *s)
+{
+    al_eval_records_free(&s->records);
+    if (s->have_dataset)
+        al_dataset_free(&s->dataset);
+    if (s->have_prefixes)
+        al_ping_free(&s->prefixes);
+    al_tokenizer_free(s->tokenizer);
+    al_lora_free(s->lora2);
+    al_lora_free(s->lora);
+    al_model_free(s->model);
+    al_backend_destroy(s->backend);
+}
+
+/* ---- the runs ---- */
+
+/* One evaluation to make: which adapter, which prefix, and its name in the reports. */
+struct run_plan {
+    const struct al_lora *lora;
+    const char *prefix;
+    char label[256];
+};
+
+static const char *adapter_name(const char *dir)
+{
+    return dir ? dir : "base model";
+}
+
+/* Run A, then either run B with the second adapter, or one run per prefix. */
+static int plan_runs(const struct session *s, const struct eval_options *opt, struct run_plan **plans, int *n)
+{
+    int prefixes = opt->prefix ? 1 : s->have_prefixes ? s->prefixes.n_prefixes : 0;
+    int count = opt->adapter2_dir ? 2 : 1 + prefixes;
+    *plans = calloc((size_t)count, sizeof **plans);
+    if (!*plans)
+        return al_fail("out of memory");
+    *n = count;
+    struct run_plan *p = *plans;
+    if (opt->adapter2_dir) {
+        const char *prefix = opt->prefix ? opt->prefix : prefixes ? s->prefixes.prefixes[0] : NULL;
+        p[0] = (struct run_plan){s->lora, prefix, ""};
+        p[1] = (struct run_plan){s->lora2, prefix, ""};
+        snprintf(p[0].label, sizeof p[0].label, "A: %s", adapter_name(opt->adapter_dir));
+        snprintf(p[1].label, sizeof p[1].label, "B: %s", opt->adapter2_dir);
+        return 0;
+    }
+    p[0] = (struct run_plan){s->lora, NULL, ""};
+    snprintf(p[0].label, sizeof p[0].label, "%s, no prefix", adapter_name(opt->adapter_dir));
+    for (int i = 0; i < prefixes; i++) {
+        p[1 + i] = (struct run_plan){s->lora, opt->prefix ? opt->prefix : s->prefixes.prefixes[i], ""};
+        snprintf(p[1 + i].label, sizeof p[1 + i].label, "%s, prefix %d", adapter_name(opt->adapter_dir), i + 1);
+    }
+    return 0;
+}
+
+static char *default_out_dir(void)
+{
+    time_t now = time(NULL);
+    struct tm utc;
+    char name[64];
+    gmtime_r(&now, &utc);
+    strftime(name, sizeof name, "eval-%Y%m%d-%H%M%S", &utc);
+    return al_path_join(DEFAULT_OUT_PARENT, name);
+}
+
+static int write_outputs(const char *dir, const struct al_eval_report *reports, int n)
+{
+    if (al_mkdirs(dir) != 0)
+        return -1;
+    char *report_path = al_path_join(dir, "report.json");
+    char *samples_path = al_path_join(dir, "samples.jsonl");
+    int rc = report_path && samples_path ? 0 : al_fail("out of memory");
+    if (rc == 0)
+        rc = al_eval_reports_write_json(reports, n, report_path);
+    if (rc == 0)
+        rc = al_eval_samples_write_jsonl(reports, n, samples_path);
+    if (rc == 0)
+        printf("wrote %s and %s\n", report_path, samples_path);
+    free(report_path);
+    free(samples_path);
+    return rc;
+}
+
+static int run_all(struct session *s, const struct eval_options *opt)
+{
+    struct run_plan *plans = NULL;
+    int n = 0;
+    if (plan_runs(s, opt, &plans, &n) != 0)
+        return -1;
+    struct al_eval_report *reports = calloc((size_t)n, sizeof *reports);
+    int rc = reports ? 0 : al_fail("out of memory");
+    int done = 0;
+    for (; rc == 0 && done < n; done++) {
+        struct al_chat_generator generator = s->generator;
+        generator.lora = plans[done].lora;
+        struct al_eval_settings settings = al_eval_default_settings(&generator, s->judge);
+        settings.prefix = plans[done].prefix;
+        settings.generation.max_new_tokens = opt->max_new_tokens;
+        settings.batch = opt->batch;
+        if ((rc = al_evaluate(&settings, s->records.records, s->records.n, plans[done].label, &reports[done])) != 0)
+            break;
+        al_eval_report_print(&reports[done], stdout);
+        putchar('\n');
+    }
+    for (int i = 1; rc == 0 && i < n; i++) {
+        al_eval_reports_print_side_by_side(&reports[0], &reports[i], stdout);
+        putchar('\n');
+    }
+    if (rc == 0) {
+        char *dir = opt->out_dir ? strdup(opt->out_dir) : default_out_dir();
+        rc = dir ? write_outputs(dir, reports, n) : al_fail("out of memory");
+        free(dir);
+    }
+    for (int i = 0; i < done && reports; i++)
+        al_eval_report_free(&reports[i]);
+    free(reports);
+    free(plans);
+    return rc;
+}
+
+int al_cmd_eval(int argc, char **argv)
+{
+    struct eval_options opt;
+    int done;
+    int status = parse_options(argc, argv, &opt, &done);
+    if (done)
+        return status;
+    struct session s;
+    int rc = session_open(&s, &opt);
+    if (rc == 0)
+        rc = run_all(&s, &opt);
+    session_close(&s);
+    return rc == 0 ? AL_EXIT_OK : al_cli_report_error(COMMAND);
+}

@@ -1,0 +1,210 @@
+/* Evaluation output: the JSON report, the per-sample JSON Lines file, the printed table
+ * and the side-by-side comparison of two reports. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentlora/error.h"
+#include "agentlora/evaluate.h"
+#include "agentlora/file.h"
+
+static cJSON *verdict_to_json(const struct al_verdict *verdict)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddBoolToObject(json, "refusal", verdict->refusal);
+    cJSON_AddStringToObject(json, "judge", verdict->judge ? verdict->judge : "unknown");
+    cJSON_AddStringToObject(json, "reason", verdict->reason);
+    return json;
+}
+
+static cJSON *calls_to_json(const struct al_parsed_calls *calls)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (int i = 0; i < calls->n_calls; i++) {
+        const struct al_parsed_call *call = &calls->calls[i];
+        cJSON *json = cJSON_CreateObject();
+        if (call->name)
+            cJSON_AddStringToObject(json, "name", call->name);
+        else
+            cJSON_AddNullToObject(json, "name");
+        cJSON_AddItemToObject(json, "arguments",
+                              call->arguments ? cJSON_Duplicate(call->arguments, true) : cJSON_CreateNull());
+        cJSON_AddBoolToObject(json, "malformed", call->malformed);
+        cJSON_AddItemToArray(list, json);
+    }
+    return list;
+}
+
+static cJSON *score_to_json(const struct al_call_score *score)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddBoolToObject(json, "has_call", score->has_call);
+    cJSON_AddBoolToObject(json, "has_reference", score->has_reference);
+    cJSON_AddBoolToObject(json, "name_match", score->name_match);
+    cJSON_AddBoolToObject(json, "arguments_valid", score->arguments_valid);
+    cJSON_AddNumberToObject(json, "argument_share", score->argument_share);
+    cJSON_AddBoolToObject(json, "refusal", score->refusal);
+    cJSON_AddNumberToObject(json, "score", score->score);
+    cJSON_AddBoolToObject(json, "full", score->full);
+    cJSON_AddStringToObject(json, "problem", score->problem);
+    return json;
+}
+
+cJSON *al_eval_item_to_json(const struct al_eval_item *item)
+{
+    cJSON *json = cJSON_CreateObject();
+    if (!json)
+        return NULL;
+    cJSON_AddNumberToObject(json, "record", (double)item->record_number);
+    cJSON_AddStringToObject(json, "id", item->id);
+    cJSON_AddStringToObject(json, "label", item->harmful ? "harmful" : "benign");
+    cJSON_AddStringToObject(json, "category", item->category);
+    cJSON_AddStringToObject(json, "prompt", item->prompt);
+    cJSON_AddStringToObject(json, "prefix", item->prefix);
+    cJSON_AddStringToObject(json, "completion", item->completion);
+    cJSON_AddNumberToObject(json, "completion_tokens", item->completion_tokens);
+    cJSON_AddStringToObject(json, "stop", al_stop_reason_name(item->stop));
+    cJSON_AddItemToObject(json, "verdict", verdict_to_json(&item->verdict));
+    cJSON_AddItemToObject(json, "tool_calls", calls_to_json(&item->calls));
+    cJSON_AddItemToObject(json, "score", score_to_json(&item->score));
+    return json;
+}
+
+cJSON *al_eval_report_to_json(const struct al_eval_report *report)
+{
+    cJSON *json = cJSON_CreateObject();
+    if (!json)
+        return NULL;
+    cJSON_AddStringToObject(json, "label", report->label);
+    cJSON_AddStringToObject(json, "prefix", report->prefix);
+    cJSON_AddStringToObject(json, "judge", report->judge);
+    cJSON_AddNumberToObject(json, "items", report->n_items);
+    cJSON_AddItemToObject(json, "aggregate", al_aggregate_to_json(&report->aggregate));
+    cJSON_AddNumberToObject(json, "combined_score", al_eval_combined_score(&report->aggregate));
+    return json;
+}
+
+/* Prints json (which it frees) to path, with a trailing newline. */
+static int write_json_text(cJSON *json, const char *path, bool formatted)
+{
+    char *text = json ? (formatted ? cJSON_Print(json) : cJSON_PrintUnformatted(json)) : NULL;
+    cJSON_Delete(json);
+    if (!text)
+        return al_fail("%s: out of memory", path);
+    size_t length = strlen(text);
+    char *with_newline = realloc(text, length + 2);
+    if (!with_newline) {
+        free(text);
+        return al_fail("%s: out of memory", path);
+    }
+    memcpy(with_newline + length, "\n", 2);
+    int rc = al_file_write_atomic(path, with_newline, length + 1);
+    free(with_newline);
+    return rc;
+}
+
+int al_eval_reports_write_json(const struct al_eval_report *reports, int n, const char *path)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON *list = cJSON_CreateArray();
+    if (json)
+        cJSON_AddStringToObject(json, "judge", n > 0 ? reports[0].judge : "unknown");
+    cJSON_AddItemToObject(json, "reports", list);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(list, al_eval_report_to_json(&reports[i]));
+    return write_json_text(json, path, true);
+}
+
+int al_eval_samples_write_jsonl(const struct al_eval_report *reports, int n, const char *path)
+{
+    FILE *file = fopen(path, "w");
+    if (!file)
+        return al_fail_errno("cannot write %s", path);
+    int rc = 0;
+    for (int r = 0; rc == 0 && r < n; r++) {
+        for (int i = 0; rc == 0 && i < reports[r].n_items; i++) {
+            cJSON *line = al_eval_item_to_json(&reports[r].items[i]);
+            char *text = NULL;
+            if (line && cJSON_AddStringToObject(line, "run", reports[r].label))
+                text = cJSON_PrintUnformatted(line);
+            cJSON_Delete(line);
+            if (!text)
+                rc = al_fail("%s: out of memory", path);
+            else if (fprintf(file, "%s\n", text) < 0)
+                rc = al_fail_errno("cannot write %s", path);
+            free(text);
+        }
+    }
+    if (fclose(file) != 0 && rc == 0)
+        rc = al_fail_errno("cannot write %s", path);
+    return rc;
+}
+
+void al_eval_report_print(const struct al_eval_report *report, FILE *out)
+{
+    fprintf(out, "== %s%s%s%s (%d items)\n", report->label, *report->prefix ? " [prefix: \"" : "", report->prefix,
+            *report->prefix ? "\"]" : "", report->n_items);
+    al_aggregate_print(&report->aggregate, out);
+    fprintf(out, "combined score (harmful refusal rate + benign score): %.1f of 200\n",
+            100.0 * al_eval_combined_score(&report->aggregate));
+}
+
+/* ---- side by side ---- */
+
+static void print_pair(FILE *out, double a, double b)
+{
+    fprintf(out, " %7.1f %7.1f %+7.1f", 100.0 * a, 100.0 * b, 100.0 * (b - a));
+}
+
+static void print_compared_row(FILE *out, const char *split, const char *name, const struct al_split_stats *a,
+                               const struct al_split_stats *b)
+{
+    fprintf(out, "%-8s %-22s %4d %4d", split, name, a ? a->n : 0, b ? b->n : 0);
+    static const struct al_split_stats none = {0};
+    a = a ? a : &none;
+    b = b ? b : &none;
+    print_pair(out, a->refusal_rate, b->refusal_rate);
+    print_pair(out, a->score, b->score);
+    print_pair(out, a->non_refusal_score, b->non_refusal_score);
+    fputc('\n', out);
+}
+
+static const struct al_split_stats *find_category(const struct al_aggregate *aggregate, const char *name,
+                                                  bool harmful)
+{
+    for (int i = 0; i < aggregate->n_categories; i++)
+        if (aggregate->categories[i].harmful == harmful && strcmp(aggregate->categories[i].category, name) == 0)
+            return &aggregate->categories[i].stats;
+    return NULL;
+}
+
+/* Every category of either report, in a's order then b's new ones. */
+static void print_categories(FILE *out, const struct al_aggregate *a, const struct al_aggregate *b, bool harmful)
+{
+    const char *split = harmful ? "harmful" : "benign";
+    for (int i = 0; i < a->n_categories; i++)
+        if (a->categories[i].harmful == harmful)
+            print_compared_row(out, split, a->categories[i].category, &a->categories[i].stats,
+                               find_category(b, a->categories[i].category, harmful));
+    for (int i = 0; i < b->n_categories; i++)
+        if (b->categories[i].harmful == harmful && !find_category(a, b->categories[i].category, harmful))
+            print_compared_row(out, split, b->categories[i].category, NULL, &b->categories[i].stats);
+}
+
+void al_eval_reports_print_side_by_side(const struct al_eval_report *a, const struct al_eval_report *b, FILE *out)
+{
+    fprintf(out, "== A: %s%s%s%s\n", a->label, *a->prefix ? " [prefix: \"" : "", a->prefix, *a->prefix ? "\"]" : "");
+    fprintf(out, "== B: %s%s%s%s\n", b->label, *b->prefix ? " [prefix: \"" : "", b->prefix, *b->prefix ? "\"]" : "");
+    fprintf(out, "refusals judged by %s (A) and %s (B); rates in percent, d = B - A\n", a->judge, b->judge);
+    fprintf(out, "%-8s %-22s %4s %4s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "split", "category", "nA", "nB",
+            "refA", "refB", "d", "scoreA", "scoreB", "d", "nrsA", "nrsB", "d");
+    print_compared_row(out, "harmful", "(all)", &a->aggregate.harmful, &b->aggregate.harmful);
+    print_categories(out, &a->aggregate, &b->aggregate, true);
+    print_compared_row(out, "benign", "(all)", &a->aggregate.benign, &b->aggregate.benign);
+    print_categories(out, &a->aggregate, &b->aggregate, false);
+    double combined_a = al_eval_combined_score(&a->aggregate), combined_b = al_eval_combined_score(&b->aggregate);
+    fprintf(out, "combined score (of 200): A %.1f, B %.1f, d %+.1f\n", 100.0 * combined_a, 100.0 * combined_b,
+            100.0 * (combined_b - combined_a));
+}

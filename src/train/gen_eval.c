@@ -1,0 +1,287 @@
+/* The training loop's generation eval and misalignment alarm; see gen_eval.h. */
+#include "gen_eval.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentlora/data_stream.h"
+#include "agentlora/error.h"
+#include "agentlora/evaluate.h"
+#include "agentlora/file.h"
+#include "agentlora/log.h"
+#include "agentlora/metrics.h"
+#include "agentlora/train_config.h"
+
+#define STATE_FILE "gen_eval.json"
+/* Points per unit share: the threshold is in percentage points of refusal rate. */
+#define PERCENT 100.0
+
+struct checkpoint_score {
+    int64_t step;
+    double combined;
+};
+
+struct al_gen_eval {
+    struct al_train_config config;
+    char *state_path;
+    const struct al_judge *judge;
+    struct al_chat_generator generator;
+    struct al_eval_records records;
+    struct al_gen_eval_measure baseline, latest;
+    bool have_baseline, have_latest;
+    struct checkpoint_score *scores;
+    int n_scores, scores_capacity;
+};
+
+/* ---- the state file ---- */
+
+static cJSON *measure_to_json(const struct al_gen_eval_measure *m)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON_AddNumberToObject(json, "step", (double)m->step);
+    cJSON_AddItemToObject(json, "refusal_rate", al_json_exact_number(m->refusal_rate));
+    cJSON_AddItemToObject(json, "helpfulness", al_json_exact_number(m->helpfulness));
+    cJSON_AddItemToObject(json, "combined_score", al_json_exact_number(m->combined));
+    return json;
+}
+
+static int save_state(const struct al_gen_eval *eval)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "judge", eval->judge->name);
+    if (eval->have_baseline)
+        cJSON_AddItemToObject(root, "baseline", measure_to_json(&eval->baseline));
+    cJSON *list = cJSON_AddArrayToObject(root, "checkpoints");
+    for (int i = 0; i < eval->n_scores; i++) {
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddNumberToObject(entry, "step", (double)eval->scores[i].step);
+        cJSON_AddItemToObject(entry, "combined_score", al_json_exact_number(eval->scores[i].combined));
+        cJSON_AddItemToArray(list, entry);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text)
+        return al_fail("out of memory");
+    int rc = al_file_write_atomic(eval->state_path, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static double number_of(const cJSON *object, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : 0.0;
+}
+
+static int add_score(struct al_gen_eval *eval, int64_t step, double combined)
+{
+    if (eval->n_scores == eval->scores_capacity) {
+        int capacity = eval->scores_capacity ? 2 * eval->scores_capacity : 16;
+        struct checkpoint_score *grown = realloc(eval->scores, (size_t)capacity * sizeof *grown);
+        if (!grown)
+            return al_fail("out of memory");
+        eval->scores = grown;
+        eval->scores_capacity = capacity;
+    }
+    eval->scores[eval->n_scores++] = (struct checkpoint_score){step, combined};
+    return 0;
+}
+
+/* A resumed run keeps the baseline and the scores of checkpoints up to its step; the
+ * rest came from the part of a killed run that is redone. */
+static int load_state(struct al_gen_eval *eval, int64_t resume_step)
+{
+    if (!al_file_exists(eval->state_path)) {
+        al_log_warn("%s is missing: the generation eval measures a new baseline at step %lld", eval->state_path,
+                    (long long)resume_step);
+        return 0;
+    }
+    char *text = al_file_read_all(eval->state_path, NULL);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!root)
+        return al_fail("%s: not a JSON object", eval->state_path);
+    const cJSON *baseline = cJSON_GetObjectItemCaseSensitive(root, "baseline");
+    if (cJSON_IsObject(baseline)) {
+        eval->baseline = (struct al_gen_eval_measure){(int64_t)number_of(baseline, "step"),
+                                                   number_of(baseline, "refusal_rate"),
+                                                   number_of(baseline, "helpfulness"),
+                                                   number_of(baseline, "combined_score")};
+        eval->have_baseline = true;
+    }
+    int rc = 0;
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, cJSON_GetObjectItemCaseSensitive(root, "checkpoints"))
+    {
+        int64_t step = (int64_t)number_of(entry, "step");
+        if (rc == 0 && step <= resume_step)
+            rc = add_score(eval, step, number_of(entry, "combined_score"));
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---- set-up ---- */
+
+/* The first `per_split` harmful and the first `per_split` benign eval records. */
+static int pick_records(struct al_gen_eval *eval, const struct al_data_stream *stream, int per_split)
+{
+    const struct al_dataset *dataset;
+    const struct al_index_list *list;
+    al_data_stream_eval_records(stream, &dataset, &list);
+    int *picked = malloc((size_t)(2 * per_split) * sizeof *picked);
+    if (!picked)
+        return al_fail("out of memory");
+    int n = 0, taken[2] = {0, 0};
+    for (int i = 0; i < list->n; i++) {
+        int index = list->items[i];
+        int side = dataset->records[index].harmful ? 1 : 0;
+        if (taken[side] < per_split) {
+            taken[side]++;
+            picked[n++] = index;
+        }
+    }
+    if (taken[1] == 0 || taken[0] == 0)
+        al_log_warn("generation eval: the eval records hold %d harmful and %d benign items; a split without items "
+                    "counts 0",
+                    taken[1], taken[0]);
+    int rc = al_eval_records_load(&eval->records, dataset, picked, n);
+    free(picked);
+    return rc;
+}
+
+struct al_gen_eval *al_gen_eval_open(const struct al_train_config *config, const char *run_dir,
+                               const struct al_data_stream *stream, const struct al_model *model,
+                               const struct al_tokenizer *tokenizer, enum al_chat_format format, int64_t resume_step)
+{
+    struct al_gen_eval *eval = calloc(1, sizeof *eval);
+    if (!eval)
+        return al_fail_null("out of memory");
+    eval->config = *config;
+    eval->generator = (struct al_chat_generator){model, NULL, tokenizer, format, {0}};
+    eval->generator.chat.string_arguments_as_objects = !config->arguments_as_strings;
+    int rc = (eval->judge = al_judge_by_name(config->gen_eval_judge)) ? 0 : -1;
+    if (rc != 0)
+        al_error_context("key 'gen_eval_judge'");
+    if (rc == 0 && !(eval->state_path = al_path_join(run_dir, STATE_FILE)))
+        rc = al_fail("out of memory");
+    if (rc == 0)
+        rc = pick_records(eval, stream, (int)config->gen_eval_items);
+    if (rc == 0 && resume_step >= 0)
+        rc = load_state(eval, resume_step);
+    if (rc != 0) {
+        al_error_context("generation eval");
+        al_gen_eval_free(eval);
+        return NULL;
+    }
+    return eval;
+}
+
+void al_gen_eval_free(struct al_gen_eval *eval)
+{
+    if (!eval)
+        return;
+    al_eval_records_free(&eval->records);
+    free(eval->scores);
+    free(eval->state_path);
+    free(eval);
+}
+
+bool al_gen_eval_has_baseline(const struct al_gen_eval *eval)
+{
+    return eval->have_baseline;
+}
+
+const char *al_gen_eval_judge_name(const struct al_gen_eval *eval)
+{
+    return eval->judge->name;
+}
+
+/* ---- measuring ---- */
+
+static int log_measure(const struct al_gen_eval *eval, const struct al_aggregate *aggregate,
+                       struct al_metrics_log *metrics)
+{
+    const struct al_gen_eval_measure *m = &eval->latest;
+    double drop = PERCENT * (eval->baseline.refusal_rate - m->refusal_rate);
+    struct al_metric values[] = {
+        {"harmful_refusal_rate", m->refusal_rate},
+        {"benign_helpfulness", m->helpfulness},
+        {"combined_score", m->combined},
+        {"benign_refusal_rate", aggregate->benign.refusal_rate},
+        {"harmful_score", aggregate->harmful.score},
+        {"refusal_drop_points", drop},
+        {"harmful_items", aggregate->harmful.n},
+        {"benign_items", aggregate->benign.n},
+    };
+    al_log_info("generation eval at step %lld (judge %s): harmful refusal %.1f%% (baseline %.1f%%), benign "
+                "helpfulness %.1f%%, combined %.3f",
+                (long long)m->step, eval->judge->name, PERCENT * m->refusal_rate,
+                PERCENT * eval->baseline.refusal_rate, PERCENT * m->helpfulness, m->combined);
+    return al_metrics_write_judged(metrics, "gen_eval", m->step, eval->judge->name, values,
+                                   (int)(sizeof values / sizeof values[0]));
+}
+
+int al_gen_eval_measure(struct al_gen_eval *eval, const struct al_lora *lora, int64_t step,
+                        struct al_metrics_log *metrics)
+{
+    struct al_chat_generator generator = eval->generator;
+    generator.lora = lora;
+    struct al_eval_settings settings = al_eval_default_settings(&generator, eval->judge);
+    settings.generation.max_new_tokens = (int)eval->config.gen_eval_max_new_tokens;
+    struct al_eval_report report;
+    if (al_evaluate(&settings, eval->records.records, eval->records.n, "gen_eval", &report) != 0) {
+        al_error_context("generation eval at step %lld", (long long)step);
+        return -1;
+    }
+    const struct al_aggregate *aggregate = &report.aggregate;
+    eval->latest = (struct al_gen_eval_measure){step, aggregate->harmful.refusal_rate, aggregate->benign.score,
+                                             al_eval_combined_score(aggregate)};
+    eval->have_latest = true;
+    int rc = 0;
+    if (!eval->have_baseline) {
+        eval->baseline = eval->latest;
+        eval->have_baseline = true;
+        rc = save_state(eval);
+    }
+    if (rc == 0)
+        rc = log_measure(eval, aggregate, metrics);
+    al_eval_report_free(&report);
+    return rc;
+}
+
+const struct al_gen_eval_measure *al_gen_eval_latest(const struct al_gen_eval *eval)
+{
+    return eval->have_latest ? &eval->latest : NULL;
+}
+
+bool al_gen_eval_alarm(const struct al_gen_eval *eval, double *drop_points)
+{
+    if (!eval->have_latest || !eval->have_baseline || eval->latest.step == eval->baseline.step)
+        return false;
+    *drop_points = PERCENT * (eval->baseline.refusal_rate - eval->latest.refusal_rate);
+    return *drop_points > eval->config.misalignment_threshold;
+}
+
+int al_gen_eval_checkpoint_saved(struct al_gen_eval *eval, int64_t step)
+{
+    if (!eval->have_latest || eval->latest.step != step)
+        return al_fail("generation eval: checkpoint %lld has no measure", (long long)step);
+    return add_score(eval, step, eval->latest.combined) == 0 ? save_state(eval) : -1;
+}
+
+int64_t al_gen_eval_best_checkpoint(const struct al_gen_eval *eval, double *combined)
+{
+    int64_t best = -1;
+    double best_score = 0;
+    for (int i = 0; i < eval->n_scores; i++)
+        if (best < 0 || eval->scores[i].combined > best_score) {
+            best = eval->scores[i].step;
+            best_score = eval->scores[i].combined;
+        }
+    if (combined)
+        *combined = best_score;
+    return best;
+}
