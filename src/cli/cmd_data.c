@@ -60,30 +60,21 @@ static void usage(FILE *out)
             DEFAULT_SHOWN_RECORDS, DEFAULT_MAX_LEN);
 }
 
-/* Is record_number in a list like "1,4,7-9"? NULL list: the default selection. */
+/* Is record_number selected? NULL list: the default selection. */
 static bool selected(const char *list, long record_number, long shown_so_far, enum output_mode mode)
 {
     if (!list)
         return mode != SHOW_MARKED || shown_so_far < DEFAULT_SHOWN_RECORDS;
-    const char *p = list;
-    while (*p) {
-        char *end;
-        long low = strtol(p, &end, 10), high = low;
-        if (*end == '-')
-            high = strtol(end + 1, &end, 10);
-        if (record_number >= low && record_number <= high)
-            return true;
-        p = *end == ',' ? end + 1 : end + (*end != '\0');
-    }
-    return false;
+    bool listed = false;
+    al_cli_parse_record_list(list, record_number, &listed);
+    return listed;
 }
 
 static int validate_record_list(const char *list)
 {
-    for (const char *p = list; *p; p++)
-        if (!strchr("0123456789,-", *p))
-            return al_fail("--records: '%s' is not a list like 1,4,7-9", list);
-    return 0;
+    return al_cli_parse_record_list(list, 0, NULL) == 0
+               ? 0
+               : al_fail("--records: '%s' is not a list like 1,4,7-9", list);
 }
 
 static void print_marked(const struct al_example *ex, bool color)

@@ -78,46 +78,6 @@ static int usage_error(const char *fmt, const char *value)
     return AL_EXIT_USAGE;
 }
 
-static int parse_int(const char *text, long min, long max, int *out)
-{
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (end == text || *end || errno || value < min || value > max)
-        return -1;
-    *out = (int)value;
-    return 0;
-}
-
-/* "1,4,7-9": each piece a number or a range low-high. With selected NULL only checks. */
-static int parse_record_list(const char *list, long record_number, bool *selected)
-{
-    const char *p = list;
-    if (!*p)
-        return -1;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long low = strtol(p, &end, 10), high = low;
-        if (end == p || errno || low < 1)
-            return -1;
-        if (*end == '-') {
-            const char *from = end + 1;
-            high = strtol(from, &end, 10);
-            if (end == from || errno || high < low)
-                return -1;
-        }
-        if (*end != ',' && *end != '\0')
-            return -1;
-        if (selected && record_number >= low && record_number <= high)
-            *selected = true;
-        p = *end == ',' ? end + 1 : end;
-        if (*end == ',' && !*p)
-            return -1;
-    }
-    return 0;
-}
-
 static int parse_options(int argc, char **argv, struct eval_options *opt, int *done)
 {
     static const struct option options[] = {
@@ -149,15 +109,15 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         case 'o': opt->out_dir = optarg; break;
         case 'd': opt->device = optarg; break;
         case 'n':
-            if (parse_int(optarg, 1, MAX_NEW_TOKENS_LIMIT, &opt->max_new_tokens) != 0)
+            if (al_cli_parse_int(optarg, 1, MAX_NEW_TOKENS_LIMIT, &opt->max_new_tokens) != 0)
                 return usage_error("--max-new-tokens must be a whole number from 1 to 1000000, got '%s'", optarg);
             break;
         case 'l':
-            if (parse_int(optarg, 1, 1000000000, &opt->limit) != 0)
+            if (al_cli_parse_int(optarg, 1, 1000000000, &opt->limit) != 0)
                 return usage_error("--limit must be a whole number >= 1, got '%s'", optarg);
             break;
         case 'b':
-            if (parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
+            if (al_cli_parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
                 return usage_error("--batch must be a whole number from 1 to 256, got '%s'", optarg);
             break;
         case 'h': usage(stdout); return AL_EXIT_OK;
@@ -174,7 +134,7 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         return usage_error("%s", "give at most one of --ping-prefix and --ping-prefixes");
     if (opt->prefix && !*opt->prefix)
         return usage_error("%s", "--ping-prefix must not be empty");
-    if (opt->records && parse_record_list(opt->records, 0, NULL) != 0)
+    if (opt->records && al_cli_parse_record_list(opt->records, 0, NULL) != 0)
         return usage_error("--records must be a list like 1,4,7-9, got '%s'", opt->records);
     *done = 0;
     return AL_EXIT_OK;
@@ -223,7 +183,7 @@ static int select_records(struct session *s, const struct eval_options *opt)
     for (int i = 0; i < s->dataset.n_records && (opt->limit == 0 || n < opt->limit); i++) {
         bool selected = !opt->records;
         if (opt->records)
-            parse_record_list(opt->records, s->dataset.records[i].record_number, &selected);
+            al_cli_parse_record_list(opt->records, s->dataset.records[i].record_number, &selected);
         if (selected)
             indices[n++] = i;
     }

@@ -76,61 +76,10 @@ static int usage_error(const char *fmt, const char *value)
     return AL_EXIT_USAGE;
 }
 
-static int parse_int(const char *text, long min, long max, int *out)
-{
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (end == text || *end || errno || value < min || value > max)
-        return -1;
-    *out = (int)value;
-    return 0;
-}
-
-static int parse_float(const char *text, float min, float max, float *out)
-{
-    char *end;
-    errno = 0;
-    double value = strtod(text, &end);
-    if (end == text || *end || errno || !isfinite(value) || value < min || value > max)
-        return -1;
-    *out = (float)value;
-    return 0;
-}
-
-/* "1,4,7-9": ascending or not, each piece a number or a range low-high. */
-static int parse_record_list(const char *list, bool check_only, long record_number, bool *selected)
-{
-    const char *p = list;
-    if (!*p)
-        return -1;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long low = strtol(p, &end, 10), high = low;
-        if (end == p || errno || low < 1)
-            return -1;
-        if (*end == '-') {
-            const char *from = end + 1;
-            high = strtol(from, &end, 10);
-            if (end == from || errno || high < low)
-                return -1;
-        }
-        if (*end != ',' && *end != '\0')
-            return -1;
-        if (!check_only && record_number >= low && record_number <= high)
-            *selected = true;
-        p = *end == ',' ? end + 1 : end;
-        if (*end == ',' && !*p)
-            return -1;
-    }
-    return 0;
-}
-
 static bool record_selected(const char *list, long record_number)
 {
     bool selected = false;
-    parse_record_list(list, false, record_number, &selected);
+    al_cli_parse_record_list(list, record_number, &selected);
     return selected;
 }
 
@@ -165,15 +114,15 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
         case 'd': opt->device = optarg; break;
         case 'S': opt->show_prompt = true; break;
         case 'n':
-            if (parse_int(optarg, 1, MAX_NEW_TOKENS_LIMIT, &opt->generation.max_new_tokens) != 0)
+            if (al_cli_parse_int(optarg, 1, MAX_NEW_TOKENS_LIMIT, &opt->generation.max_new_tokens) != 0)
                 return usage_error("--max-new-tokens must be a whole number from 1 to 1000000, got '%s'", optarg);
             break;
         case 'T':
-            if (parse_float(optarg, 0.0f, 1e6f, &opt->generation.sampling.temperature) != 0)
+            if (al_cli_parse_float(optarg, 0.0f, 1e6f, &opt->generation.sampling.temperature) != 0)
                 return usage_error("--temperature must be a number >= 0, got '%s'", optarg);
             break;
         case 'P':
-            if (parse_float(optarg, 0.0f, 1.0f, &opt->generation.sampling.top_p) != 0)
+            if (al_cli_parse_float(optarg, 0.0f, 1.0f, &opt->generation.sampling.top_p) != 0)
                 return usage_error("--top-p must be a number in [0, 1], got '%s'", optarg);
             break;
         case 's': {
@@ -186,7 +135,7 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
             break;
         }
         case 'b':
-            if (parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
+            if (al_cli_parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
                 return usage_error("--batch must be a whole number from 1 to 256, got '%s'", optarg);
             break;
         case 'h': usage(stdout); return AL_EXIT_OK;
@@ -201,7 +150,7 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
         return usage_error("%s", "give exactly one of --prompt and --data");
     if (opt->records && !opt->data_path)
         return usage_error("%s", "--records needs --data");
-    if (opt->records && parse_record_list(opt->records, true, 0, NULL) != 0)
+    if (opt->records && al_cli_parse_record_list(opt->records, 0, NULL) != 0)
         return usage_error("--records must be a list like 1,4,7-9, got '%s'", opt->records);
     *done = 0;
     return AL_EXIT_OK;

@@ -88,28 +88,6 @@ static int usage_error(const char *fmt, const char *value)
     return AL_EXIT_USAGE;
 }
 
-static int parse_int(const char *text, long min, long max, int *out)
-{
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (end == text || *end || errno || value < min || value > max)
-        return -1;
-    *out = (int)value;
-    return 0;
-}
-
-static int parse_float(const char *text, float min, float max, float *out)
-{
-    char *end;
-    errno = 0;
-    double value = strtod(text, &end);
-    if (end == text || *end || errno || !isfinite(value) || value < min || value > max)
-        return -1;
-    *out = (float)value;
-    return 0;
-}
-
 static int parse_options(int argc, char **argv, struct search_options *opt, int *done)
 {
     static const struct option options[] = {
@@ -142,31 +120,31 @@ static int parse_options(int argc, char **argv, struct search_options *opt, int 
         case 'j': opt->judge_name = optarg; break;
         case 'd': opt->device = optarg; break;
         case 'R':
-            if (parse_int(optarg, 0, MAX_ROUNDS, &opt->rounds) != 0)
+            if (al_cli_parse_int(optarg, 0, MAX_ROUNDS, &opt->rounds) != 0)
                 return usage_error("--rounds must be a whole number from 0 to 1000, got '%s'", optarg);
             break;
         case 'K':
-            if (parse_int(optarg, 1, MAX_PROPOSE, &opt->propose) != 0)
+            if (al_cli_parse_int(optarg, 1, MAX_PROPOSE, &opt->propose) != 0)
                 return usage_error("--propose must be a whole number from 1 to 100, got '%s'", optarg);
             break;
         case 'l':
-            if (parse_int(optarg, 1, 1000000000, &opt->limit) != 0)
+            if (al_cli_parse_int(optarg, 1, 1000000000, &opt->limit) != 0)
                 return usage_error("--limit must be a whole number >= 1, got '%s'", optarg);
             break;
         case 'n':
-            if (parse_int(optarg, 1, 1000000, &opt->max_new_tokens) != 0)
+            if (al_cli_parse_int(optarg, 1, 1000000, &opt->max_new_tokens) != 0)
                 return usage_error("--max-new-tokens must be a whole number from 1 to 1000000, got '%s'", optarg);
             break;
         case 'b':
-            if (parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
+            if (al_cli_parse_int(optarg, 1, MAX_BATCH, &opt->batch) != 0)
                 return usage_error("--batch must be a whole number from 1 to 256, got '%s'", optarg);
             break;
         case 'T':
-            if (parse_float(optarg, 0.0f, 1e6f, &opt->temperature) != 0)
+            if (al_cli_parse_float(optarg, 0.0f, 1e6f, &opt->temperature) != 0)
                 return usage_error("--temperature must be a number >= 0, got '%s'", optarg);
             break;
         case 'P':
-            if (parse_float(optarg, 0.0f, 1.0f, &opt->top_p) != 0)
+            if (al_cli_parse_float(optarg, 0.0f, 1.0f, &opt->top_p) != 0)
                 return usage_error("--top-p must be a number in [0, 1], got '%s'", optarg);
             break;
         case 's': {
