@@ -60,6 +60,10 @@ int al_chat_format_from_template(const char *template_source, enum al_chat_forma
  * of {name, template} whose "default" entry is used). */
 int al_chat_format_from_tokenizer_config(const char *path, enum al_chat_format *format);
 
+/* The format for a model folder: forced_name when given (and not "auto"), else the one
+ * recognised from the folder's tokenizer_config.json; the error then suggests forcing one. */
+int al_chat_format_for_model(const char *model_dir, const char *forced_name, enum al_chat_format *format);
+
 /* Which assistant messages count as output in the span list. */
 enum al_chat_mask {
     AL_CHAT_MASK_ALL_ASSISTANT = 0, /* every assistant message */

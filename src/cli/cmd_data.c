@@ -159,18 +159,8 @@ static int setup(struct inspect_state *s, const struct inspect_options *opt)
     s->tokenizer = al_tokenizer_load(opt->model_dir);
     if (!s->tokenizer)
         return -1;
-    if (opt->template_name) {
-        if (al_chat_format_from_name(opt->template_name, &s->example.format) != 0)
-            return -1;
-    } else {
-        char *config = al_path_join(opt->model_dir, "tokenizer_config.json");
-        int rc = al_chat_format_from_tokenizer_config(config, &s->example.format);
-        free(config);
-        if (rc != 0) {
-            al_error_context("choose a format with --template");
-            return -1;
-        }
-    }
+    if (al_chat_format_for_model(opt->model_dir, opt->template_name, &s->example.format) != 0)
+        return -1;
     s->example.chat.mask = opt->last_turn_only ? AL_CHAT_MASK_LAST_ASSISTANT : AL_CHAT_MASK_ALL_ASSISTANT;
     s->example.chat.date_string = opt->date;
     s->example.chat.string_arguments_as_objects = !opt->arguments_as_strings;

@@ -156,18 +156,6 @@ struct session {
     bool have_prefixes;
 };
 
-static int choose_format(const struct eval_options *opt, enum al_chat_format *format)
-{
-    if (opt->template_name)
-        return al_chat_format_from_name(opt->template_name, format);
-    char *config = al_path_join(opt->model_dir, "tokenizer_config.json");
-    int rc = config ? al_chat_format_from_tokenizer_config(config, format) : al_fail("out of memory");
-    free(config);
-    if (rc != 0)
-        al_error_context("choose a format with --template");
-    return rc;
-}
-
 static struct al_lora *load_adapter(const struct session *s, const char *dir)
 {
     return dir ? al_lora_load_peft(al_model_get_config(s->model), s->backend, dir) : NULL;
@@ -222,7 +210,7 @@ static int session_open(struct session *s, const struct eval_options *opt)
     s->generator = (struct al_chat_generator){s->model, s->lora, s->tokenizer, 0, {0}};
     /* Tool-call arguments as objects: the form the models emit, as training renders them. */
     s->generator.chat.string_arguments_as_objects = true;
-    return choose_format(opt, &s->generator.format);
+    return al_chat_format_for_model(opt->model_dir, opt->template_name, &s->generator.format);
 }
 
 static void session_close(struct session *s)

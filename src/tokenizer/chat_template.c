@@ -237,3 +237,15 @@ void al_rendered_chat_free(struct al_rendered_chat *rendered)
     free(rendered->spans);
     memset(rendered, 0, sizeof *rendered);
 }
+
+int al_chat_format_for_model(const char *model_dir, const char *forced_name, enum al_chat_format *format)
+{
+    if (forced_name && strcmp(forced_name, "auto") != 0)
+        return al_chat_format_from_name(forced_name, format);
+    char *config = al_path_join(model_dir, "tokenizer_config.json");
+    int rc = config ? al_chat_format_from_tokenizer_config(config, format) : al_fail("out of memory");
+    free(config);
+    if (rc != 0)
+        al_error_context("choose the chat format explicitly (--template, or chat_format in a training config)");
+    return rc;
+}

@@ -55,14 +55,7 @@ struct trainer {
 
 static int choose_chat_format(const struct trainer *t, enum al_chat_format *format)
 {
-    if (strcmp(t->config.chat_format, "auto") != 0)
-        return al_chat_format_from_name(t->config.chat_format, format);
-    char *path = al_path_join(t->config.model, "tokenizer_config.json");
-    int rc = path ? al_chat_format_from_tokenizer_config(path, format) : al_fail("out of memory");
-    free(path);
-    if (rc != 0)
-        al_error_context("set chat_format to choose the format");
-    return rc;
+    return al_chat_format_for_model(t->config.model, t->config.chat_format, format);
 }
 
 static int load_ping(struct trainer *t)
