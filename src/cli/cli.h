@@ -3,6 +3,9 @@
 #define AGENTLORA_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
+
+#include "agentlora/generate.h"
 
 enum { AL_EXIT_OK = 0, AL_EXIT_FAILURE = 1, AL_EXIT_USAGE = 2 };
 
@@ -31,6 +34,27 @@ int al_cli_parse_float(const char *text, float min, float max, float *out);
  * malformed; otherwise sets *selected to true when record_number is listed (selected may
  * be NULL to only validate; it is never set to false). */
 int al_cli_parse_record_list(const char *list, long record_number, bool *selected);
+
+/* The backend, model, tokenizer, optional adapter and chat format that generate, eval and
+ * ping-search share; generator is ready for al_generate_chat. */
+struct al_cli_model {
+    struct al_backend *backend;
+    struct al_model *model;
+    struct al_tokenizer *tokenizer;
+    struct al_lora *lora; /* NULL without --adapter */
+    struct al_chat_generator generator;
+};
+
+/* Opens everything in order; on failure the message names what failed and
+ * al_cli_model_close releases what was opened. template_name NULL: recognised from the
+ * model's tokenizer_config.json. */
+int al_cli_model_open(struct al_cli_model *m, const char *model_dir, const char *adapter_dir,
+                      const char *template_name, const char *device);
+void al_cli_model_close(struct al_cli_model *m);
+
+/* Prints "agentlora <command>: <fmt % value>", a blank line and the usage; returns
+ * AL_EXIT_USAGE. */
+int al_cli_usage_error(const char *command, void (*usage)(FILE *out), const char *fmt, const char *value);
 
 /* Prints "agentlora <command>: <message>" to stderr and returns AL_EXIT_FAILURE. */
 int al_cli_report_error(const char *command);

@@ -71,11 +71,7 @@ struct eval_options {
 
 static int usage_error(const char *fmt, const char *value)
 {
-    fprintf(stderr, "agentlora " COMMAND ": ");
-    fprintf(stderr, fmt, value);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return AL_EXIT_USAGE;
+    return al_cli_usage_error(COMMAND, usage, fmt, value);
 }
 
 static int parse_options(int argc, char **argv, struct eval_options *opt, int *done)
@@ -143,11 +139,8 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
 /* ---- the session: model, adapters, tokenizer, records ---- */
 
 struct session {
-    struct al_backend *backend;
-    struct al_model *model;
-    struct al_lora *lora, *lora2;
-    struct al_tokenizer *tokenizer;
-    struct al_chat_generator generator;
+    struct al_cli_model m;
+    struct al_lora *lora2;
     const struct al_judge *judge;
     struct al_dataset dataset;
     bool have_dataset;
@@ -158,7 +151,7 @@ struct session {
 
 static struct al_lora *load_adapter(const struct session *s, const char *dir)
 {
-    return dir ? al_lora_load_peft(al_model_get_config(s->model), s->backend, dir) : NULL;
+    return dir ? al_lora_load_peft(al_model_get_config(s->m.model), s->m.backend, dir) : NULL;
 }
 
 /* Indices of the selected records: --records first, then the first --limit of them. */
@@ -198,19 +191,11 @@ static int session_open(struct session *s, const struct eval_options *opt)
     s->have_dataset = true;
     if (select_records(s, opt) != 0)
         return -1;
-    if (!(s->backend = al_backend_create(opt->device))) {
-        al_error_context("--device %s", opt->device);
+    if (al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device) != 0)
         return -1;
-    }
-    if (!(s->model = al_model_load(opt->model_dir, s->backend)) || !(s->tokenizer = al_tokenizer_load(opt->model_dir)))
+    if (opt->adapter2_dir && !(s->lora2 = load_adapter(s, opt->adapter2_dir)))
         return -1;
-    if ((opt->adapter_dir && !(s->lora = load_adapter(s, opt->adapter_dir))) ||
-        (opt->adapter2_dir && !(s->lora2 = load_adapter(s, opt->adapter2_dir))))
-        return -1;
-    s->generator = (struct al_chat_generator){s->model, s->lora, s->tokenizer, 0, {0}};
-    /* Tool-call arguments as objects: the form the models emit, as training renders them. */
-    s->generator.chat.string_arguments_as_objects = true;
-    return al_chat_format_for_model(opt->model_dir, opt->template_name, &s->generator.format);
+    return 0;
 }
 
 static void session_close(struct session *s)
@@ -220,11 +205,8 @@ static void session_close(struct session *s)
         al_dataset_free(&s->dataset);
     if (s->have_prefixes)
         al_ping_free(&s->prefixes);
-    al_tokenizer_free(s->tokenizer);
     al_lora_free(s->lora2);
-    al_lora_free(s->lora);
-    al_model_free(s->model);
-    al_backend_destroy(s->backend);
+    al_cli_model_close(&s->m);
 }
 
 /* ---- the runs ---- */
@@ -253,16 +235,16 @@ static int plan_runs(const struct session *s, const struct eval_options *opt, st
     struct run_plan *p = *plans;
     if (opt->adapter2_dir) {
         const char *prefix = opt->prefix ? opt->prefix : prefixes ? s->prefixes.prefixes[0] : NULL;
-        p[0] = (struct run_plan){s->lora, prefix, ""};
+        p[0] = (struct run_plan){s->m.lora, prefix, ""};
         p[1] = (struct run_plan){s->lora2, prefix, ""};
         snprintf(p[0].label, sizeof p[0].label, "A: %s", adapter_name(opt->adapter_dir));
         snprintf(p[1].label, sizeof p[1].label, "B: %s", opt->adapter2_dir);
         return 0;
     }
-    p[0] = (struct run_plan){s->lora, NULL, ""};
+    p[0] = (struct run_plan){s->m.lora, NULL, ""};
     snprintf(p[0].label, sizeof p[0].label, "%s, no prefix", adapter_name(opt->adapter_dir));
     for (int i = 0; i < prefixes; i++) {
-        p[1 + i] = (struct run_plan){s->lora, opt->prefix ? opt->prefix : s->prefixes.prefixes[i], ""};
+        p[1 + i] = (struct run_plan){s->m.lora, opt->prefix ? opt->prefix : s->prefixes.prefixes[i], ""};
         snprintf(p[1 + i].label, sizeof p[1 + i].label, "%s, prefix %d", adapter_name(opt->adapter_dir), i + 1);
     }
     return 0;
@@ -306,7 +288,7 @@ static int run_all(struct session *s, const struct eval_options *opt)
     int rc = reports ? 0 : al_fail("out of memory");
     int done = 0;
     for (; rc == 0 && done < n; done++) {
-        struct al_chat_generator generator = s->generator;
+        struct al_chat_generator generator = s->m.generator;
         generator.lora = plans[done].lora;
         struct al_eval_settings settings = al_eval_default_settings(&generator, s->judge);
         settings.prefix = plans[done].prefix;

@@ -69,11 +69,7 @@ struct generate_options {
 
 static int usage_error(const char *fmt, const char *value)
 {
-    fprintf(stderr, "agentlora " COMMAND ": ");
-    fprintf(stderr, fmt, value);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return AL_EXIT_USAGE;
+    return al_cli_usage_error(COMMAND, usage, fmt, value);
 }
 
 static bool record_selected(const char *list, long record_number)
@@ -158,37 +154,18 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
 
 /* What every batch shares: the backend, model, adapter, tokenizer and chat format. */
 struct session {
-    struct al_backend *backend;
-    struct al_model *model;
-    struct al_lora *lora;
-    struct al_tokenizer *tokenizer;
-    struct al_chat_generator generator;
+    struct al_cli_model m;
 };
 
 static int session_open(struct session *s, const struct generate_options *opt)
 {
     memset(s, 0, sizeof *s);
-    if (!(s->backend = al_backend_create(opt->device))) {
-        al_error_context("--device %s", opt->device);
-        return -1;
-    }
-    if (!(s->model = al_model_load(opt->model_dir, s->backend)) || !(s->tokenizer = al_tokenizer_load(opt->model_dir)))
-        return -1;
-    if (opt->adapter_dir &&
-        !(s->lora = al_lora_load_peft(al_model_get_config(s->model), s->backend, opt->adapter_dir)))
-        return -1;
-    s->generator = (struct al_chat_generator){s->model, s->lora, s->tokenizer, 0, {0}};
-    /* Tool-call arguments as objects: the form the models emit, as training renders them. */
-    s->generator.chat.string_arguments_as_objects = true;
-    return al_chat_format_for_model(opt->model_dir, opt->template_name, &s->generator.format);
+    return al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device);
 }
 
 static void session_close(struct session *s)
 {
-    al_tokenizer_free(s->tokenizer);
-    al_lora_free(s->lora);
-    al_model_free(s->model);
-    al_backend_destroy(s->backend);
+    al_cli_model_close(&s->m);
 }
 
 static void print_generation(const struct generate_options *opt, const struct al_chat_generation *g)
@@ -218,7 +195,7 @@ static int run_prompt(struct session *s, const struct generate_options *opt)
         return -1;
     struct al_chat_prompt prompt = {&conv, opt->prefix, 0};
     struct al_chat_generation g;
-    rc = al_generate_chat(&s->generator, &prompt, 1, &opt->generation, &g);
+    rc = al_generate_chat(&s->m.generator, &prompt, 1, &opt->generation, &g);
     if (rc == 0) {
         printf("== prompt: %s\n", opt->prompt);
         print_generation(opt, &g);
@@ -248,7 +225,7 @@ static int generate_records(struct session *s, const struct generate_options *op
     struct al_chat_generation results[MAX_BATCH];
     for (int i = 0; i < b->n; i++)
         prompts[i] = (struct al_chat_prompt){&b->conv[i], opt->prefix, (uint64_t)b->record_number[i]};
-    if (al_generate_chat(&s->generator, prompts, b->n, &opt->generation, results) != 0) {
+    if (al_generate_chat(&s->m.generator, prompts, b->n, &opt->generation, results) != 0) {
         al_error_context("records %ld..%ld of %s", b->record_number[0], b->record_number[b->n - 1], opt->data_path);
         return -1;
     }

@@ -67,11 +67,7 @@ struct init_options {
 
 static int usage_error(const char *fmt, const char *value)
 {
-    fprintf(stderr, "agentlora " COMMAND ": ");
-    fprintf(stderr, fmt, value);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return AL_EXIT_USAGE;
+    return al_cli_usage_error(COMMAND, usage, fmt, value);
 }
 
 /* A whole decimal number in [min, max]; -1 when the text is not one. */

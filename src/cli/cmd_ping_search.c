@@ -81,11 +81,7 @@ struct search_options {
 
 static int usage_error(const char *fmt, const char *value)
 {
-    fprintf(stderr, "agentlora " COMMAND ": ");
-    fprintf(stderr, fmt, value);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return AL_EXIT_USAGE;
+    return al_cli_usage_error(COMMAND, usage, fmt, value);
 }
 
 static int parse_options(int argc, char **argv, struct search_options *opt, int *done)
@@ -176,11 +172,7 @@ struct labelled_records {
 };
 
 struct session {
-    struct al_backend *backend;
-    struct al_model *model;
-    struct al_lora *lora;
-    struct al_tokenizer *tokenizer;
-    struct al_chat_generator generator;
+    struct al_cli_model m;
     const struct al_judge *judge;
     struct labelled_records harmful, benign;
 };
@@ -220,28 +212,14 @@ static int session_open(struct session *s, const struct search_options *opt)
     if (load_labelled(&s->harmful, opt->harmful_path, true, opt->limit) != 0 ||
         load_labelled(&s->benign, opt->benign_path, false, opt->limit) != 0)
         return -1;
-    if (!(s->backend = al_backend_create(opt->device))) {
-        al_error_context("--device %s", opt->device);
-        return -1;
-    }
-    if (!(s->model = al_model_load(opt->model_dir, s->backend)) || !(s->tokenizer = al_tokenizer_load(opt->model_dir)))
-        return -1;
-    if (opt->adapter_dir &&
-        !(s->lora = al_lora_load_peft(al_model_get_config(s->model), s->backend, opt->adapter_dir)))
-        return -1;
-    s->generator = (struct al_chat_generator){s->model, s->lora, s->tokenizer, 0, {0}};
-    s->generator.chat.string_arguments_as_objects = true;
-    return al_chat_format_for_model(opt->model_dir, opt->template_name, &s->generator.format);
+    return al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device);
 }
 
 static void session_close(struct session *s)
 {
     free_labelled(&s->harmful);
     free_labelled(&s->benign);
-    al_tokenizer_free(s->tokenizer);
-    al_lora_free(s->lora);
-    al_model_free(s->model);
-    al_backend_destroy(s->backend);
+    al_cli_model_close(&s->m);
 }
 
 /* ---- the pool of candidates ---- */
@@ -320,7 +298,7 @@ static char *propose_reply(const struct session *s, const struct search_options 
     struct al_chat_prompt prompt = {&conv, NULL, (uint64_t)round};
     struct al_chat_generation generation;
     char *reply = NULL;
-    if (al_generate_chat(&s->generator, &prompt, 1, &options, &generation) == 0) {
+    if (al_generate_chat(&s->m.generator, &prompt, 1, &options, &generation) == 0) {
         reply = generation.completion;
         generation.completion = NULL;
         al_chat_generation_free(&generation);
@@ -369,7 +347,7 @@ static char *default_out_path(void)
 
 static int search(struct session *s, const struct search_options *opt)
 {
-    struct al_ping_search_settings settings = {&s->generator, s->judge, &s->harmful.records, &s->benign.records,
+    struct al_ping_search_settings settings = {&s->m.generator, s->judge, &s->harmful.records, &s->benign.records,
                                                opt->max_new_tokens, opt->batch};
     struct pool pool = {0};
     int rc = score_initial(&pool, &settings, opt->candidates_path);
