@@ -17,34 +17,14 @@
 #include <math.h>
 
 #include "common.cuh"
+#include "key_tile.cuh"
 
-#define KEY_TILE AL_WARP_SIZE
 #define ATTENTION_WARPS 4
 #define ATTENTION_THREADS (ATTENTION_WARPS * AL_WARP_SIZE)
 #define QUERIES_PER_WARP 4
 #define QUERY_TILE (ATTENTION_WARPS * QUERIES_PER_WARP)
-#define DIMS_PER_LANE (AL_ATTENTION_MAX_HEAD_DIM / AL_WARP_SIZE)
 /* Above this, a kernel must opt in to more dynamic shared memory. */
 #define DEFAULT_SHARED_LIMIT (48 * 1024)
-
-/* An odd row pitch: lane l reading word l * pitch + d lands in bank (l * pitch + d) % 32,
- * distinct for the 32 lanes. */
-__host__ __device__ static inline int key_pitch(int head_dim)
-{
-    return head_dim | 1;
-}
-
-/* Copies a tile of KEY_TILE rows of one kv head (zeros past the end) into shared memory. */
-__device__ static void load_key_tile(float *tile, const al_bf16 *src, int64_t first, int64_t n, int kv_heads,
-                                     int kv_head, int head_dim)
-{
-    int pitch = key_pitch(head_dim);
-    for (int t = threadIdx.x; t < KEY_TILE * head_dim; t += blockDim.x) {
-        int r = t / head_dim, d = t % head_dim;
-        int64_t j = first + r;
-        tile[r * pitch + d] = j < n ? __bfloat162float(src[(j * kv_heads + kv_head) * head_dim + d]) : 0.0f;
-    }
-}
 
 /* Copies QUERY_TILE rows of one query head (zeros past the end), unpadded. */
 __device__ static void load_query_tile(float *tile, const al_bf16 *src, int64_t first, int64_t n, int q_heads,
@@ -69,7 +49,7 @@ __device__ static int64_t first_key_tile(const int32_t *doc_start, int64_t q0, i
         atomicMin(&smallest, doc_start[q0 + threadIdx.x]);
     __syncthreads();
     int64_t first = smallest < 0 ? 0 : smallest;
-    return first / KEY_TILE * KEY_TILE;
+    return first / AL_KEY_TILE * AL_KEY_TILE;
 }
 
 __global__ void __launch_bounds__(ATTENTION_THREADS)
@@ -78,10 +58,10 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
                              float scale)
 {
     extern __shared__ float shared[];
-    int pitch = key_pitch(head_dim);
+    int pitch = al_key_pitch(head_dim);
     float *keys = shared;
-    float *values = keys + KEY_TILE * pitch;
-    float *queries = values + KEY_TILE * pitch;
+    float *values = keys + AL_KEY_TILE * pitch;
+    float *queries = values + AL_KEY_TILE * pitch;
     int warp = threadIdx.x / AL_WARP_SIZE, lane = threadIdx.x % AL_WARP_SIZE;
     int64_t q0 = (int64_t)blockIdx.x * QUERY_TILE;
     int head = blockIdx.y;
@@ -92,7 +72,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
     int64_t start = first_key_tile(doc_start, q0, n);
 
     float running_max[QUERIES_PER_WARP], running_sum[QUERIES_PER_WARP];
-    float acc[QUERIES_PER_WARP][DIMS_PER_LANE];
+    float acc[QUERIES_PER_WARP][AL_DIMS_PER_LANE];
     int64_t my_start[QUERIES_PER_WARP];
 #pragma unroll
     for (int qq = 0; qq < QUERIES_PER_WARP; qq++) {
@@ -101,21 +81,21 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
         running_sum[qq] = 0.0f;
         my_start[qq] = i < n ? doc_start[i] : 0;
 #pragma unroll
-        for (int dd = 0; dd < DIMS_PER_LANE; dd++)
+        for (int dd = 0; dd < AL_DIMS_PER_LANE; dd++)
             acc[qq][dd] = 0.0f;
     }
 
-    for (int64_t t0 = start; t0 <= last_query; t0 += KEY_TILE) {
+    for (int64_t t0 = start; t0 <= last_query; t0 += AL_KEY_TILE) {
         __syncthreads(); /* the previous tile is no longer read */
-        load_key_tile(keys, k, t0, n, kv_heads, kv_head, head_dim);
-        load_key_tile(values, v, t0, n, kv_heads, kv_head, head_dim);
+        al_load_key_tile(keys, k, t0, n, kv_heads, kv_head, head_dim);
+        al_load_key_tile(values, v, t0, n, kv_heads, kv_head, head_dim);
         __syncthreads();
         int64_t j = t0 + lane;
 #pragma unroll
         for (int qq = 0; qq < QUERIES_PER_WARP; qq++) {
             int row = warp * QUERIES_PER_WARP + qq;
             int64_t i = q0 + row;
-            if (i >= n || t0 > i || t0 + KEY_TILE <= my_start[qq])
+            if (i >= n || t0 > i || t0 + AL_KEY_TILE <= my_start[qq])
                 continue; /* warp-uniform: this tile is fully masked for this query */
             bool valid = j >= my_start[qq] && j <= i;
             float s = -INFINITY;
@@ -128,23 +108,8 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
             float tile_max = al_warp_max(s);
             if (tile_max == -INFINITY)
                 continue;
-            float new_max = fmaxf(running_max[qq], tile_max);
-            float correction = expf(running_max[qq] - new_max); /* 0 on the first tile */
-            float p = valid ? expf(s - new_max) : 0.0f;
-            running_sum[qq] = running_sum[qq] * correction + al_warp_sum(p);
-            running_max[qq] = new_max;
-#pragma unroll
-            for (int dd = 0; dd < DIMS_PER_LANE; dd++)
-                acc[qq][dd] *= correction;
-            for (int jj = 0; jj < KEY_TILE; jj++) {
-                float pj = __shfl_sync(AL_FULL_MASK, p, jj);
-#pragma unroll
-                for (int dd = 0; dd < DIMS_PER_LANE; dd++) {
-                    int d = lane + AL_WARP_SIZE * dd;
-                    if (d < head_dim)
-                        acc[qq][dd] += pj * values[jj * pitch + d];
-                }
-            }
+            al_online_softmax_tile(s, valid, tile_max, &running_max[qq], &running_sum[qq], acc[qq], values, pitch,
+                                   head_dim, lane);
         }
     }
 
@@ -156,7 +121,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
         float inv_sum = 1.0f / running_sum[qq];
         al_bf16 *o = out + (i * q_heads + head) * head_dim;
 #pragma unroll
-        for (int dd = 0; dd < DIMS_PER_LANE; dd++) {
+        for (int dd = 0; dd < AL_DIMS_PER_LANE; dd++) {
             int d = lane + AL_WARP_SIZE * dd;
             if (d < head_dim)
                 o[d] = __float2bfloat16_rn(acc[qq][dd] * inv_sum);
@@ -190,10 +155,10 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
                                  int64_t n, int q_heads, int kv_heads, int head_dim, float scale)
 {
     extern __shared__ float shared[];
-    int pitch = key_pitch(head_dim);
+    int pitch = al_key_pitch(head_dim);
     float *keys = shared;
-    float *values = keys + KEY_TILE * pitch;
-    float *queries = values + KEY_TILE * pitch;
+    float *values = keys + AL_KEY_TILE * pitch;
+    float *queries = values + AL_KEY_TILE * pitch;
     float *grads = queries + QUERY_TILE * head_dim;
     int warp = threadIdx.x / AL_WARP_SIZE, lane = threadIdx.x % AL_WARP_SIZE;
     int64_t q0 = (int64_t)blockIdx.x * QUERY_TILE;
@@ -205,7 +170,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
     load_query_tile(grads, dout, q0, n, q_heads, head, head_dim);
     int64_t start = first_key_tile(doc_start, q0, n);
 
-    float acc[QUERIES_PER_WARP][DIMS_PER_LANE];
+    float acc[QUERIES_PER_WARP][AL_DIMS_PER_LANE];
     float my_lse[QUERIES_PER_WARP], my_delta[QUERIES_PER_WARP];
     int64_t my_start[QUERIES_PER_WARP];
 #pragma unroll
@@ -216,21 +181,21 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
         my_lse[qq] = real ? lse[i * q_heads + head] : 0.0f;
         my_delta[qq] = real ? delta[i * q_heads + head] : 0.0f;
 #pragma unroll
-        for (int dd = 0; dd < DIMS_PER_LANE; dd++)
+        for (int dd = 0; dd < AL_DIMS_PER_LANE; dd++)
             acc[qq][dd] = 0.0f;
     }
 
-    for (int64_t t0 = start; t0 <= last_query; t0 += KEY_TILE) {
+    for (int64_t t0 = start; t0 <= last_query; t0 += AL_KEY_TILE) {
         __syncthreads();
-        load_key_tile(keys, k, t0, n, kv_heads, kv_head, head_dim);
-        load_key_tile(values, v, t0, n, kv_heads, kv_head, head_dim);
+        al_load_key_tile(keys, k, t0, n, kv_heads, kv_head, head_dim);
+        al_load_key_tile(values, v, t0, n, kv_heads, kv_head, head_dim);
         __syncthreads();
         int64_t j = t0 + lane;
 #pragma unroll
         for (int qq = 0; qq < QUERIES_PER_WARP; qq++) {
             int row = warp * QUERIES_PER_WARP + qq;
             int64_t i = q0 + row;
-            if (i >= n || t0 > i || t0 + KEY_TILE <= my_start[qq])
+            if (i >= n || t0 > i || t0 + AL_KEY_TILE <= my_start[qq])
                 continue;
             bool valid = j >= my_start[qq] && j <= i;
             float ds = 0.0f;
@@ -243,15 +208,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
                 float p = expf(score * scale - my_lse[qq]);
                 ds = p * (dp - my_delta[qq]);
             }
-            for (int jj = 0; jj < KEY_TILE; jj++) {
-                float dsj = __shfl_sync(AL_FULL_MASK, ds, jj);
-#pragma unroll
-                for (int dd = 0; dd < DIMS_PER_LANE; dd++) {
-                    int d = lane + AL_WARP_SIZE * dd;
-                    if (d < head_dim)
-                        acc[qq][dd] += dsj * keys[jj * pitch + d];
-                }
-            }
+            al_accumulate_tile_rows(acc[qq], ds, keys, pitch, head_dim, lane);
         }
     }
 
@@ -262,7 +219,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
             continue;
         al_bf16 *g = dq + (i * q_heads + head) * head_dim;
 #pragma unroll
-        for (int dd = 0; dd < DIMS_PER_LANE; dd++) {
+        for (int dd = 0; dd < AL_DIMS_PER_LANE; dd++) {
             int d = lane + AL_WARP_SIZE * dd;
             if (d < head_dim)
                 g[d] = __float2bfloat16_rn(acc[qq][dd] * scale);
@@ -285,24 +242,24 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
                                    float scale)
 {
     extern __shared__ float shared[];
-    int pitch = key_pitch(head_dim);
+    int pitch = al_key_pitch(head_dim);
     float *keys = shared;
-    float *values = keys + KEY_TILE * pitch;
-    float *dkeys = values + KEY_TILE * pitch;
-    float *dvalues = dkeys + KEY_TILE * pitch;
-    float *queries = dvalues + KEY_TILE * pitch;            /* [warp][head_dim]: each warp's q_i */
+    float *values = keys + AL_KEY_TILE * pitch;
+    float *dkeys = values + AL_KEY_TILE * pitch;
+    float *dvalues = dkeys + AL_KEY_TILE * pitch;
+    float *queries = dvalues + AL_KEY_TILE * pitch;            /* [warp][head_dim]: each warp's q_i */
     float *grads = queries + ATTENTION_WARPS * head_dim;    /* [warp][head_dim]: and dout_i */
-    float *probs = grads + ATTENTION_WARPS * head_dim;      /* [warp][KEY_TILE]: p_ij */
-    float *dscores = probs + ATTENTION_WARPS * KEY_TILE;    /* [warp][KEY_TILE]: ds_ij */
+    float *probs = grads + ATTENTION_WARPS * head_dim;      /* [warp][AL_KEY_TILE]: p_ij */
+    float *dscores = probs + ATTENTION_WARPS * AL_KEY_TILE;    /* [warp][AL_KEY_TILE]: ds_ij */
     int warp = threadIdx.x / AL_WARP_SIZE, lane = threadIdx.x % AL_WARP_SIZE;
-    int64_t j0 = (int64_t)blockIdx.x * KEY_TILE;
+    int64_t j0 = (int64_t)blockIdx.x * AL_KEY_TILE;
     int kv_head = blockIdx.y;
     int group = q_heads / kv_heads;
-    int64_t last_key = (j0 + KEY_TILE < n ? j0 + KEY_TILE : n) - 1;
+    int64_t last_key = (j0 + AL_KEY_TILE < n ? j0 + AL_KEY_TILE : n) - 1;
 
-    load_key_tile(keys, k, j0, n, kv_heads, kv_head, head_dim);
-    load_key_tile(values, v, j0, n, kv_heads, kv_head, head_dim);
-    for (int t = threadIdx.x; t < KEY_TILE * pitch; t += blockDim.x) {
+    al_load_key_tile(keys, k, j0, n, kv_heads, kv_head, head_dim);
+    al_load_key_tile(values, v, j0, n, kv_heads, kv_head, head_dim);
+    for (int t = threadIdx.x; t < AL_KEY_TILE * pitch; t += blockDim.x) {
         dkeys[t] = 0.0f;
         dvalues[t] = 0.0f;
     }
@@ -339,19 +296,19 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
                 }
             }
         }
-        probs[warp * KEY_TILE + lane] = p;
-        dscores[warp * KEY_TILE + lane] = ds;
+        probs[warp * AL_KEY_TILE + lane] = p;
+        dscores[warp * AL_KEY_TILE + lane] = ds;
         /* A barrier that also tells whether any warp has work this round. */
         if (!__syncthreads_or(p != 0.0f))
             continue;
-        for (int e = threadIdx.x; e < KEY_TILE * head_dim; e += blockDim.x) {
+        for (int e = threadIdx.x; e < AL_KEY_TILE * head_dim; e += blockDim.x) {
             int jj = e / head_dim, d = e % head_dim;
             float dv_sum = 0.0f, dk_sum = 0.0f;
             for (int w = 0; w < ATTENTION_WARPS; w++) {
-                float pw = probs[w * KEY_TILE + jj];
+                float pw = probs[w * AL_KEY_TILE + jj];
                 if (pw != 0.0f) { /* a warp without work left stale query and grad rows */
                     dv_sum += pw * grads[w * head_dim + d];
-                    dk_sum += dscores[w * KEY_TILE + jj] * queries[w * head_dim + d];
+                    dk_sum += dscores[w * AL_KEY_TILE + jj] * queries[w * head_dim + d];
                 }
             }
             dvalues[jj * pitch + d] += dv_sum;
@@ -361,7 +318,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
     }
     __syncthreads(); /* cheap, and keeps the write-out independent of how the pairs were split */
 
-    for (int t = threadIdx.x; t < KEY_TILE * head_dim; t += blockDim.x) {
+    for (int t = threadIdx.x; t < AL_KEY_TILE * head_dim; t += blockDim.x) {
         int r = t / head_dim, d = t % head_dim;
         int64_t key = j0 + r;
         if (key >= n)
@@ -396,7 +353,7 @@ cudaError_t al_launch_attention_forward(al_bf16 *out, float *lse, const al_bf16 
 {
     if (n <= 0)
         return cudaSuccess;
-    size_t bytes = (size_t)(2 * KEY_TILE * key_pitch(head_dim) + QUERY_TILE * head_dim) * sizeof(float);
+    size_t bytes = (size_t)(2 * AL_KEY_TILE * al_key_pitch(head_dim) + QUERY_TILE * head_dim) * sizeof(float);
     cudaError_t status = allow_shared(attention_forward_kernel, bytes);
     if (status != cudaSuccess)
         return status;
@@ -424,7 +381,7 @@ cudaError_t al_launch_attention_backward_dq(al_bf16 *dq, const al_bf16 *dout, co
 {
     if (n <= 0)
         return cudaSuccess;
-    size_t bytes = (size_t)(2 * KEY_TILE * key_pitch(head_dim) + 2 * QUERY_TILE * head_dim) * sizeof(float);
+    size_t bytes = (size_t)(2 * AL_KEY_TILE * al_key_pitch(head_dim) + 2 * QUERY_TILE * head_dim) * sizeof(float);
     cudaError_t status = allow_shared(attention_backward_dq_kernel, bytes);
     if (status != cudaSuccess)
         return status;
@@ -441,13 +398,13 @@ cudaError_t al_launch_attention_backward_dkdv(al_bf16 *dk, al_bf16 *dv, const al
 {
     if (n <= 0)
         return cudaSuccess;
-    size_t bytes = (size_t)(4 * KEY_TILE * key_pitch(head_dim) + ATTENTION_WARPS * 2 * head_dim +
-                            ATTENTION_WARPS * 2 * KEY_TILE) *
+    size_t bytes = (size_t)(4 * AL_KEY_TILE * al_key_pitch(head_dim) + ATTENTION_WARPS * 2 * head_dim +
+                            ATTENTION_WARPS * 2 * AL_KEY_TILE) *
                    sizeof(float);
     cudaError_t status = allow_shared(attention_backward_dkdv_kernel, bytes);
     if (status != cudaSuccess)
         return status;
-    dim3 grid((unsigned)((n + KEY_TILE - 1) / KEY_TILE), (unsigned)kv_heads);
+    dim3 grid((unsigned)((n + AL_KEY_TILE - 1) / AL_KEY_TILE), (unsigned)kv_heads);
     attention_backward_dkdv_kernel<<<grid, ATTENTION_THREADS, bytes, stream>>>(
         dk, dv, dout, q, k, v, lse, delta, doc_start, n, q_heads, kv_heads, head_dim, score_scale(head_dim));
     return cudaGetLastError();

@@ -99,6 +99,18 @@ cudaError_t al_launch_attention_backward_dkdv(al_bf16 *dk, al_bf16 *dv, const al
                                               const float *delta, const int32_t *doc_start, int64_t n,
                                               int q_heads, int kv_heads, int head_dim, cudaStream_t stream);
 
+/* ---- decode.cu: KV-cache decoding (CPU reference: src/backend/cpu/cpu_decode.c) ----
+ * The cache tensors are [sequences, capacity, kv_heads, head_dim] bf16; seq and pos are
+ * device int32 [n]. head_dim must be at most AL_ATTENTION_MAX_HEAD_DIM. A token whose seq
+ * or pos is outside the cache is not written, and its attention output row is NaN. */
+cudaError_t al_launch_kv_cache_write(al_bf16 *cache_k, al_bf16 *cache_v, const al_bf16 *k, const al_bf16 *v,
+                                     const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
+                                     int head_dim, int sequences, int capacity, cudaStream_t stream);
+cudaError_t al_launch_decode_attention(al_bf16 *out, const al_bf16 *q, const al_bf16 *cache_k,
+                                       const al_bf16 *cache_v, const int32_t *seq, const int32_t *pos, int64_t n,
+                                       int q_heads, int kv_heads, int head_dim, int sequences, int capacity,
+                                       cudaStream_t stream);
+
 /* ---- cross_entropy.cu (CPU reference: src/backend/cpu/cpu_cross_entropy.c) ----
  * For each of `rows` rows of F32 logits [rows, vocab]: row_loss[r] = lse - logit[target]
  * (0 without a target) and, when dlogits is not NULL, dlogits[r] = grad_scale *

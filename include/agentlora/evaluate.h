@@ -122,5 +122,10 @@ void al_eval_report_print(const struct al_eval_report *report, FILE *out);
 /* Two reports side by side: one row per split and category, each column pair (a, b) and
  * the difference b - a, rates in percent. */
 void al_eval_reports_print_side_by_side(const struct al_eval_report *a, const struct al_eval_report *b, FILE *out);
+/* Every report in one table, one column per report (numbered, with a legend): harmful
+ * refusal rate; for benign items the share that made a tool call, called the reference's
+ * tool, did so with valid arguments, the score, the full score and the over-refusal rate;
+ * and the combined score, all in percent. */
+void al_eval_reports_print_summary(const struct al_eval_report *reports, int n, FILE *out);
 
 #endif

@@ -75,6 +75,7 @@ struct al_train_config {
     int64_t gen_eval_items;
     int64_t gen_eval_max_new_tokens;
     char gen_eval_judge[AL_CONFIG_WORD_MAX];
+    char gen_eval_judge_model[AL_CONFIG_PATH_MAX];
     double misalignment_threshold;
     char on_misalignment[AL_CONFIG_WORD_MAX];
 };

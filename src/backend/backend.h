@@ -157,9 +157,9 @@ struct al_backend_ops {
                  float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step);
 
     /* ---- decoding with a key/value cache (generation; no backward) ----
-     * Required for generation. The CPU backend implements them (cpu_decode.c); the CUDA
-     * backend does not yet, and leaves them NULL: the model's decoder then fails with a
-     * message saying that decoding is not implemented on that backend.
+     * Required for generation; both backends implement them (cpu_decode.c, and
+     * cuda_decode.cu with kernels/decode.cu). A backend may leave them NULL: the model's
+     * decoder then fails with a message saying that decoding is not implemented on it.
      *
      * A decode step holds n tokens; token i belongs to sequence seq[i] and sits at position
      * pos[i] of it (its RoPE position and its cache slot), 0 <= seq[i] < cache->sequences,
@@ -175,8 +175,8 @@ struct al_backend_ops {
      * attends to slots 0..pos[i] of sequence seq[i], which must hold that sequence's keys
      * and values (the token's own included); query head h reads kv head
      * h / (q_heads / kv_heads); scores are scaled by 1/sqrt(head_dim). out [n, q_heads,
-     * head_dim]. The result equals attention_forward's for the same keys: on the CPU the
-     * sums run in the same order, so decoding reproduces a full forward. */
+     * head_dim]. The result equals attention_forward's for the same keys to rounding: on the CPU
+     * both run the same blocked GEMMs (cpu_attention_block.c), on shapes that differ. */
     int (*decode_attention)(struct al_backend *backend, void *out, const void *q,
                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
                             int64_t n, int q_heads, int kv_heads, int head_dim);

@@ -48,9 +48,33 @@ struct al_cli_model {
 /* Opens everything in order; on failure the message names what failed and
  * al_cli_model_close releases what was opened. template_name NULL: recognised from the
  * model's tokenizer_config.json. */
-int al_cli_model_open(struct al_cli_model *m, const char *model_dir, const char *adapter_dir,
+int al_cli_model_open(struct al_cli_model *m, const char *model_path, const char *adapter_dir,
                       const char *template_name, const char *device);
+
+/* The model folder a --model argument names: the path itself, or for a GGUF file the
+ * folder "<file>.hf" it is converted into once (al_gguf_model_dir; a note goes to stderr).
+ * The caller frees it; NULL with the error recorded. */
+char *al_cli_model_folder(const char *path);
 void al_cli_model_close(struct al_cli_model *m);
+
+/* The refusal judge chosen by --judge NAME, --judge-model DIR and the judge model's chat
+ * format (cli_judge.c). */
+#define AL_CLI_MODEL_JUDGE_NAME "model"
+
+struct al_cli_judge_choice {
+    const char *name;          /* --judge (default AL_JUDGE_DEFAULT_NAME) */
+    bool name_given;           /* --judge was on the command line */
+    const char *model_dir;     /* --judge-model, or NULL */
+    const char *template_name; /* the judge model's chat format, or NULL (recognised) */
+};
+
+/* What is wrong with the combination, as a usage message, or NULL when it is fine. */
+const char *al_cli_judge_problem(const struct al_cli_judge_choice *choice);
+
+/* The judge: a model judge opened on `device` (also stored in *opened, for the caller to
+ * close with al_judge_model_close) or a built-in one (*opened NULL). NULL on failure. */
+const struct al_judge *al_cli_judge_open(const struct al_cli_judge_choice *choice, const char *device,
+                                         struct al_judge **opened);
 
 /* Prints "agentlora <command>: <fmt % value>", a blank line and the usage; returns
  * AL_EXIT_USAGE. */

@@ -40,6 +40,7 @@ static void usage(FILE *out)
             "truncated and skipped records, and the chosen records rendered with the trained tokens marked\n"
             "(green on a terminal, otherwise between \u00ab and \u00bb).\n\n"
             "  --model DIR            model folder: tokenizer.json or tokenizer.model, tokenizer_config.json\n"
+            "                         (or a GGUF file, converted once into <file>.hf beside it)\n"
             "  --template NAME        force the chat format: llama3.1, llama3.2, chatml-qwen2.5, smollm2,\n"
             "                         mistral-nemo, mistral-v3 (default: recognised from tokenizer_config.json)\n"
             "  --ping-prefixes F      PING prefixes (JSON list, or one per line)\n"
@@ -156,10 +157,13 @@ static int setup(struct inspect_state *s, const struct inspect_options *opt)
 {
     if (opt->records && validate_record_list(opt->records) != 0)
         return -1;
-    s->tokenizer = al_tokenizer_load(opt->model_dir);
-    if (!s->tokenizer)
+    char *model_dir = al_cli_model_folder(opt->model_dir);
+    if (!model_dir)
         return -1;
-    if (al_chat_format_for_model(opt->model_dir, opt->template_name, &s->example.format) != 0)
+    s->tokenizer = al_tokenizer_load(model_dir);
+    int rc = s->tokenizer ? al_chat_format_for_model(model_dir, opt->template_name, &s->example.format) : -1;
+    free(model_dir);
+    if (rc != 0)
         return -1;
     s->example.chat.mask = opt->last_turn_only ? AL_CHAT_MASK_LAST_ASSISTANT : AL_CHAT_MASK_ALL_ASSISTANT;
     s->example.chat.date_string = opt->date;

@@ -1,7 +1,7 @@
 /* agentlora eval: generate, judge and score a model (and adapters) on data records, write
- * report.json and samples.jsonl, and print the tables. With a second adapter the two are
- * compared side by side; with PING prefixes the model is evaluated without a prefix and
- * then with each one, and each prefixed run is compared with the run without. */
+ * report.json and samples.jsonl, and print the tables. Each adapter (the base model, and a
+ * second adapter when given) is evaluated without a prefix and then with each PING prefix;
+ * every run is compared with the first side by side, and all are summed up in one table. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -36,12 +36,14 @@ static void usage(FILE *out)
             "reports AgentHarm-style numbers for the harmful and the benign split and for each category.\n"
             "A PING prefix is prefilled after the assistant header and is NOT judged or scored: only what\n"
             "the model wrote after it is. With a prefix the model is evaluated without it and with it;\n"
-            "with --adapter2 the two adapters are evaluated; either way the runs are printed side by side.\n\n"
-            "  --model DIR            model folder (config.json, *.safetensors, tokenizer files)\n"
+            "with --adapter2 both adapters are, each without and with every prefix. Each run is printed,\n"
+            "then compared with the first side by side, and with more than two runs all of them are\n"
+            "summed up in one table.\n\n"
+            "  --model DIR            model folder (config.json, *.safetensors, tokenizer files), or a\n"
+            "                         GGUF file, converted once into <file>.hf beside it\n"
             "  --adapter DIR          PEFT LoRA adapter applied on top of the model (run A)\n"
-            "  --adapter2 DIR         a second adapter, evaluated as run B and compared with run A\n"
-            "                         (without --adapter, run A is the base model; with a prefix both runs\n"
-            "                         use it, of --ping-prefixes the first)\n"
+            "  --adapter2 DIR         a second adapter, evaluated after run A's (without --adapter, run A\n"
+            "                         is the base model) and compared with it\n"
             "  --data FILE            AgentAlign JSON array, JSONL, or {\"messages\", \"tools\"} JSONL\n"
             "  --ping-prefix TEXT     evaluate without and with this forced response prefix\n"
             "  --ping-prefixes F      the same for each prefix of F (a JSON list of strings, or one per line)\n"
@@ -51,7 +53,10 @@ static void usage(FILE *out)
             "  --records LIST         only these record numbers, e.g. 1,4,7-9\n"
             "  --limit N              only the first N records (after --records)\n"
             "  --batch N              records decoded together (default %d)\n"
-            "  --judge NAME           refusal judge (default %s)\n"
+            "  --judge NAME           refusal judge: %s (default), or model (needs --judge-model)\n"
+            "  --judge-model DIR      a chat model folder that judges refusals instead (its Yes/No answer;\n"
+            "                         judge name \"model:<folder name>\"); runs on --device\n"
+            "  --judge-template NAME  the judge model's chat format (default: recognised from its folder)\n"
             "  --out DIR              where report.json and samples.jsonl go\n"
             "                         (default " DEFAULT_OUT_PARENT "/eval-<YYYYmmdd-HHMMSS>)\n"
             "  --device NAME          cpu (default), cuda, or auto\n\n"
@@ -65,7 +70,8 @@ static void usage(FILE *out)
 
 struct eval_options {
     const char *model_dir, *adapter_dir, *adapter2_dir, *data_path, *prefix, *prefixes_path, *template_name;
-    const char *records, *out_dir, *judge_name, *device;
+    const char *records, *out_dir, *device;
+    struct al_cli_judge_choice judge;
     int max_new_tokens, limit, batch;
 };
 
@@ -84,9 +90,10 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         {"records", required_argument, NULL, 'r'},        {"limit", required_argument, NULL, 'l'},
         {"batch", required_argument, NULL, 'b'},          {"judge", required_argument, NULL, 'j'},
         {"out", required_argument, NULL, 'o'},            {"device", required_argument, NULL, 'd'},
+        {"judge-model", required_argument, NULL, 'J'},    {"judge-template", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
     };
-    *opt = (struct eval_options){.device = "cpu", .judge_name = AL_JUDGE_DEFAULT_NAME,
+    *opt = (struct eval_options){.device = "cpu", .judge = {.name = AL_JUDGE_DEFAULT_NAME},
                                  .max_new_tokens = AL_EVAL_DEFAULT_MAX_NEW_TOKENS, .batch = AL_EVAL_DEFAULT_BATCH};
     *done = 1;
     int c;
@@ -101,7 +108,9 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         case 'X': opt->prefixes_path = optarg; break;
         case 't': opt->template_name = optarg; break;
         case 'r': opt->records = optarg; break;
-        case 'j': opt->judge_name = optarg; break;
+        case 'j': opt->judge.name = optarg; opt->judge.name_given = true; break;
+        case 'J': opt->judge.model_dir = optarg; break;
+        case 'T': opt->judge.template_name = optarg; break;
         case 'o': opt->out_dir = optarg; break;
         case 'd': opt->device = optarg; break;
         case 'n':
@@ -130,6 +139,9 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         return usage_error("%s", "give at most one of --ping-prefix and --ping-prefixes");
     if (opt->prefix && !*opt->prefix)
         return usage_error("%s", "--ping-prefix must not be empty");
+    const char *judge_problem = al_cli_judge_problem(&opt->judge);
+    if (judge_problem)
+        return usage_error("%s", judge_problem);
     if (opt->records && al_cli_parse_record_list(opt->records, 0, NULL) != 0)
         return usage_error("--records must be a list like 1,4,7-9, got '%s'", opt->records);
     *done = 0;
@@ -142,6 +154,7 @@ struct session {
     struct al_cli_model m;
     struct al_lora *lora2;
     const struct al_judge *judge;
+    struct al_judge *model_judge; /* the judge, when it is a model (closed with the session) */
     struct al_dataset dataset;
     bool have_dataset;
     struct al_eval_records records;
@@ -178,7 +191,7 @@ static int select_records(struct session *s, const struct eval_options *opt)
 static int session_open(struct session *s, const struct eval_options *opt)
 {
     memset(s, 0, sizeof *s);
-    if (!(s->judge = al_judge_by_name(opt->judge_name)))
+    if (!(s->judge = al_cli_judge_open(&opt->judge, opt->device, &s->model_judge)))
         return -1;
     if (opt->prefixes_path) {
         if (al_ping_load(&s->prefixes, opt->prefixes_path) != 0)
@@ -207,6 +220,7 @@ static void session_close(struct session *s)
         al_ping_free(&s->prefixes);
     al_lora_free(s->lora2);
     al_cli_model_close(&s->m);
+    al_judge_model_close(s->model_judge);
 }
 
 /* ---- the runs ---- */
@@ -223,29 +237,29 @@ static const char *adapter_name(const char *dir)
     return dir ? dir : "base model";
 }
 
-/* Run A, then either run B with the second adapter, or one run per prefix. */
+/* For run A's adapter (or the base model), and then for --adapter2's: a run without a
+ * prefix and one with each prefix. */
 static int plan_runs(const struct session *s, const struct eval_options *opt, struct run_plan **plans, int *n)
 {
     int prefixes = opt->prefix ? 1 : s->have_prefixes ? s->prefixes.n_prefixes : 0;
-    int count = opt->adapter2_dir ? 2 : 1 + prefixes;
+    int adapters = opt->adapter2_dir ? 2 : 1;
+    int count = adapters * (1 + prefixes);
     *plans = calloc((size_t)count, sizeof **plans);
     if (!*plans)
         return al_fail("out of memory");
     *n = count;
     struct run_plan *p = *plans;
-    if (opt->adapter2_dir) {
-        const char *prefix = opt->prefix ? opt->prefix : prefixes ? s->prefixes.prefixes[0] : NULL;
-        p[0] = (struct run_plan){s->m.lora, prefix, ""};
-        p[1] = (struct run_plan){s->lora2, prefix, ""};
-        snprintf(p[0].label, sizeof p[0].label, "A: %s", adapter_name(opt->adapter_dir));
-        snprintf(p[1].label, sizeof p[1].label, "B: %s", opt->adapter2_dir);
-        return 0;
-    }
-    p[0] = (struct run_plan){s->m.lora, NULL, ""};
-    snprintf(p[0].label, sizeof p[0].label, "%s, no prefix", adapter_name(opt->adapter_dir));
-    for (int i = 0; i < prefixes; i++) {
-        p[1 + i] = (struct run_plan){s->m.lora, opt->prefix ? opt->prefix : s->prefixes.prefixes[i], ""};
-        snprintf(p[1 + i].label, sizeof p[1 + i].label, "%s, prefix %d", adapter_name(opt->adapter_dir), i + 1);
+    for (int a = 0; a < adapters; a++) {
+        const struct al_lora *lora = a == 0 ? s->m.lora : s->lora2;
+        const char *name = a == 0 ? adapter_name(opt->adapter_dir) : opt->adapter2_dir;
+        for (int i = 0; i <= prefixes; i++, p++) {
+            const char *prefix = i == 0 ? NULL : opt->prefix ? opt->prefix : s->prefixes.prefixes[i - 1];
+            *p = (struct run_plan){lora, prefix, ""};
+            if (i == 0)
+                snprintf(p->label, sizeof p->label, "%s, no prefix", name);
+            else
+                snprintf(p->label, sizeof p->label, "%s, prefix %d", name, i);
+        }
     }
     return 0;
 }
@@ -301,6 +315,10 @@ static int run_all(struct session *s, const struct eval_options *opt)
     }
     for (int i = 1; rc == 0 && i < n; i++) {
         al_eval_reports_print_side_by_side(&reports[0], &reports[i], stdout);
+        putchar('\n');
+    }
+    if (rc == 0 && n > 2) {
+        al_eval_reports_print_summary(reports, n, stdout);
         putchar('\n');
     }
     if (rc == 0) {

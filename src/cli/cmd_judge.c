@@ -12,13 +12,20 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: agentlora judge FILE.jsonl [--judge NAME]\n\n"
+    fprintf(out, "usage: agentlora judge FILE.jsonl [--judge NAME] [--judge-model DIR [--template NAME] [--device NAME]]\n\n"
                  "Judges each line's response: {\"text\": ...} or {\"messages\": [...]} (the last assistant\n"
                  "message; its tool_calls count as a tool call). Writes one line per input line to stdout,\n"
                  "{\"refusal\": true|false, \"judge\": NAME, \"reason\": ...}, and the totals to stderr; lines\n"
                  "with a boolean \"label\" (the expected refusal) add accuracy, precision, recall and the\n"
-                 "misjudged line numbers. Blank lines are skipped. Judges: %s (default).\n",
-            AL_JUDGE_DEFAULT_NAME);
+                 "misjudged line numbers. Blank lines are skipped.\n\n"
+                 "  --judge NAME           %s (default), or model (needs --judge-model)\n"
+                 "  --judge-model DIR      a chat model folder that judges instead: it answers whether each\n"
+                 "                         response refuses, read from its Yes/No next-token logits after one\n"
+                 "                         prefill (judge name \"%s<folder name>\"); implies --judge model\n"
+                 "  --template NAME        the judge model's chat format (default: recognised from its\n"
+                 "                         tokenizer_config.json)\n"
+                 "  --device NAME          where the judge model runs: cpu (default), cuda, or auto\n",
+            AL_JUDGE_DEFAULT_NAME, AL_JUDGE_MODEL_NAME_PREFIX);
 }
 
 static int print_verdict(const struct al_verdict *verdict)
@@ -110,16 +117,20 @@ static int judge_file(const struct al_judge *judge, const char *path)
 int al_cmd_judge(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"judge", required_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"judge", required_argument, NULL, 'j'},      {"judge-model", required_argument, NULL, 'm'},
+        {"template", required_argument, NULL, 't'},   {"device", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
-    const char *judge_name = AL_JUDGE_DEFAULT_NAME;
+    struct al_cli_judge_choice opt = {AL_JUDGE_DEFAULT_NAME, false, NULL, NULL};
+    const char *device = "cpu";
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
-        case 'j': judge_name = optarg; break;
+        case 'j': opt.name = optarg; opt.name_given = true; break;
+        case 'm': opt.model_dir = optarg; break;
+        case 't': opt.template_name = optarg; break;
+        case 'd': device = optarg; break;
         case 'h': usage(stdout); return AL_EXIT_OK;
         default: usage(stderr); return AL_EXIT_USAGE;
         }
@@ -129,13 +140,19 @@ int al_cmd_judge(int argc, char **argv)
         usage(stderr);
         return AL_EXIT_USAGE;
     }
-    const struct al_judge *judge = al_judge_by_name(judge_name);
-    if (!judge) {
+    const char *problem = al_cli_judge_problem(&opt);
+    if (problem)
+        return al_cli_usage_error("judge", usage, "%s", problem);
+    if (!opt.model_dir && strcmp(device, "cpu") != 0)
+        return al_cli_usage_error("judge", usage, "%s", "--device applies to --judge-model only");
+    struct al_judge *opened;
+    const struct al_judge *judge = al_cli_judge_open(&opt, device, &opened);
+    if (!judge && !opt.model_dir) {
         fprintf(stderr, "agentlora judge: %s\n\n", al_error_message());
         usage(stderr);
         return AL_EXIT_USAGE;
     }
-    if (judge_file(judge, argv[optind]) != 0)
-        return al_cli_report_error("judge");
-    return AL_EXIT_OK;
+    int status = judge && judge_file(judge, argv[optind]) == 0 ? AL_EXIT_OK : al_cli_report_error("judge");
+    al_judge_model_close(opened);
+    return status;
 }

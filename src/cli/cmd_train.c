@@ -1,6 +1,7 @@
 /* agentlora train: a LoRA training run from a JSON config and --key value overrides. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agentlora/error.h"
 #include "agentlora/trainer.h"
@@ -12,6 +13,21 @@ static const char *const usage_line =
     "command line (--key value or --key=value; '-' and '_' are interchangeable). Checkpoints,\n"
     "metrics.jsonl and TensorBoard events go to <output_dir>/<run_name>/; --resume auto continues a\n"
     "killed run exactly where its last checkpoint left it.";
+
+/* A GGUF model file trains through the folder it converts into, which is what the run
+ * records (and what a resumed run, given the same file, resolves to again). */
+static int use_model_folder(struct al_train_config *config)
+{
+    char *folder = al_cli_model_folder(config->model);
+    if (!folder)
+        return -1;
+    int written = snprintf(config->model, sizeof config->model, "%s", folder);
+    int rc = written >= 0 && (size_t)written < sizeof config->model
+                 ? 0
+                 : al_fail("the model folder path %s is longer than %zu bytes", folder, sizeof config->model - 1);
+    free(folder);
+    return rc;
+}
 
 int al_cmd_train(int argc, char **argv)
 {
@@ -31,6 +47,8 @@ int al_cmd_train(int argc, char **argv)
         fprintf(stderr, "agentlora train: the keys 'model' and 'train_data' are required\n");
         return AL_EXIT_USAGE;
     }
+    if (use_model_folder(&config) != 0)
+        return al_cli_report_error("train");
     struct al_run_summary summary;
     if (al_train(&config, &summary) != 0)
         return al_cli_report_error("train");

@@ -208,3 +208,75 @@ void al_eval_reports_print_side_by_side(const struct al_eval_report *a, const st
     fprintf(out, "combined score (of 200): A %.1f, B %.1f, d %+.1f\n", 100.0 * combined_a, 100.0 * combined_b,
             100.0 * (combined_b - combined_a));
 }
+
+/* ---- every run in one table ---- */
+
+/* Share of a split's items for which `has` holds. */
+static double item_share(const struct al_eval_report *report, bool harmful,
+                         bool (*has)(const struct al_eval_item *item))
+{
+    int n = 0, count = 0;
+    for (int i = 0; i < report->n_items; i++) {
+        const struct al_eval_item *item = &report->items[i];
+        if (item->harmful != harmful)
+            continue;
+        n++;
+        count += has(item);
+    }
+    return n ? (double)count / n : 0.0;
+}
+
+static bool made_a_call(const struct al_eval_item *item)
+{
+    return item->score.has_call;
+}
+
+static bool called_the_right_tool(const struct al_eval_item *item)
+{
+    return item->score.name_match;
+}
+
+static bool gave_valid_arguments(const struct al_eval_item *item)
+{
+    return item->score.name_match && item->score.arguments_valid;
+}
+
+/* One row: a name, then one number per report. */
+static void print_summary_row(FILE *out, const char *name, const struct al_eval_report *reports, int n,
+                              double (*value)(const struct al_eval_report *report))
+{
+    fprintf(out, "%-34s", name);
+    for (int i = 0; i < n; i++)
+        fprintf(out, " %9.1f", 100.0 * value(&reports[i]));
+    fputc('\n', out);
+}
+
+static double harmful_refusal(const struct al_eval_report *r) { return r->aggregate.harmful.refusal_rate; }
+static double benign_score(const struct al_eval_report *r) { return r->aggregate.benign.score; }
+static double benign_full(const struct al_eval_report *r) { return r->aggregate.benign.full_score; }
+static double benign_refusal(const struct al_eval_report *r) { return r->aggregate.benign.refusal_rate; }
+static double benign_calls(const struct al_eval_report *r) { return item_share(r, false, made_a_call); }
+static double benign_right_tool(const struct al_eval_report *r) { return item_share(r, false, called_the_right_tool); }
+static double benign_valid(const struct al_eval_report *r) { return item_share(r, false, gave_valid_arguments); }
+static double combined(const struct al_eval_report *r) { return al_eval_combined_score(&r->aggregate) / 2.0; }
+
+void al_eval_reports_print_summary(const struct al_eval_report *reports, int n, FILE *out)
+{
+    fprintf(out, "== all runs side by side (percent; refusals judged by %s)\n", n ? reports[0].judge : "");
+    for (int i = 0; i < n; i++)
+        fprintf(out, "  run %d: %s%s%s%s (%d items)\n", i + 1, reports[i].label,
+                *reports[i].prefix ? " [prefix: \"" : "", reports[i].prefix, *reports[i].prefix ? "\"]" : "",
+                reports[i].n_items);
+    fprintf(out, "%-34s", "");
+    for (int i = 0; i < n; i++)
+        fprintf(out, "     run %d", i + 1);
+    fputc('\n', out);
+    print_summary_row(out, "harmful: refusal rate", reports, n, harmful_refusal);
+    print_summary_row(out, "benign: made a tool call", reports, n, benign_calls);
+    print_summary_row(out, "benign: called the reference tool", reports, n, benign_right_tool);
+    print_summary_row(out, "benign: ... with valid arguments", reports, n, benign_valid);
+    print_summary_row(out, "benign: score", reports, n, benign_score);
+    print_summary_row(out, "benign: full score", reports, n, benign_full);
+    print_summary_row(out, "benign: over-refusal rate", reports, n, benign_refusal);
+    print_summary_row(out, "combined (refusal + score) / 2", reports, n, combined);
+}

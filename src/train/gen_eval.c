@@ -12,9 +12,13 @@
 #include "agentlora/file.h"
 #include "agentlora/log.h"
 #include "agentlora/metrics.h"
+#include "agentlora/ping.h"
 #include "agentlora/train_config.h"
 
 #define STATE_FILE "gen_eval.json"
+/* Each measure's items (prompt, prefix, completion, verdict, score), one file per step, so
+ * a person can read what the model said as training went. */
+#define SAMPLES_DIR "gen_eval_samples"
 /* Points per unit share: the threshold is in percentage points of refusal rate. */
 #define PERCENT 100.0
 
@@ -23,12 +27,25 @@ struct checkpoint_score {
     double combined;
 };
 
+/* The judge's name in gen_eval_judge for the model judge (gen_eval_judge_model names the
+ * folder). */
+#define MODEL_JUDGE_NAME "model"
+
 struct al_gen_eval {
     struct al_train_config config;
     char *state_path;
+    char *samples_dir;
     const struct al_judge *judge;
+    struct al_judge *model_judge; /* opened here (gen_eval_judge_model), else NULL */
     struct al_chat_generator generator;
     struct al_eval_records records;
+    /* ping_mode eval: the run's first PING prefix, prefilled for the records ping_targets
+     * selects (NULL otherwise); the harmful and benign records apart, for when only one
+     * split gets it. */
+    char *ping_prefix;
+    enum al_ping_targets ping_targets;
+    struct al_eval_record *split_records[2]; /* [0] benign, [1] harmful */
+    int split_n[2];
     struct al_gen_eval_measure baseline, latest;
     bool have_baseline, have_latest;
     struct checkpoint_score *scores;
@@ -152,6 +169,68 @@ static int pick_records(struct al_gen_eval *eval, const struct al_data_stream *s
     return rc;
 }
 
+/* In ping_mode eval, the first prefix of ping_prefixes and the targeted split, as
+ * `agentlora eval --ping-prefix` would prefill it. */
+static int load_ping_prefix(struct al_gen_eval *eval)
+{
+    enum al_ping_mode mode;
+    if (al_ping_mode_parse(eval->config.ping_mode, &mode) != 0)
+        return -1;
+    if (mode != AL_PING_EVAL)
+        return 0;
+    struct al_ping ping;
+    if (al_ping_load(&ping, eval->config.ping_prefixes) != 0)
+        return -1;
+    int rc = al_ping_targets_parse(eval->config.ping_targets, &eval->ping_targets);
+    if (rc == 0 && !(eval->ping_prefix = strdup(ping.prefixes[0])))
+        rc = al_fail("out of memory");
+    al_ping_free(&ping);
+    return rc;
+}
+
+/* The records of each split, in their order, for evaluating the splits apart. */
+static int split_records(struct al_gen_eval *eval)
+{
+    for (int side = 0; side < 2; side++) {
+        eval->split_records[side] = calloc((size_t)(eval->records.n > 0 ? eval->records.n : 1),
+                                           sizeof *eval->split_records[side]);
+        if (!eval->split_records[side])
+            return al_fail("out of memory");
+    }
+    for (int i = 0; i < eval->records.n; i++) {
+        int side = eval->records.records[i].conversation->harmful ? 1 : 0;
+        eval->split_records[side][eval->split_n[side]++] = eval->records.records[i];
+    }
+    return 0;
+}
+
+/* gen_eval_judge names a built-in judge, or "model" with gen_eval_judge_model a model
+ * folder (the model judge, on the run's device). */
+static int open_judge(struct al_gen_eval *eval)
+{
+    const struct al_train_config *config = &eval->config;
+    bool model_named = strcmp(config->gen_eval_judge, MODEL_JUDGE_NAME) == 0;
+    if (config->gen_eval_judge_model[0] == '\0') {
+        if (model_named)
+            return al_fail("key 'gen_eval_judge': the model judge needs key 'gen_eval_judge_model' (a model folder)");
+        if (!(eval->judge = al_judge_by_name(config->gen_eval_judge)))
+            al_error_context("key 'gen_eval_judge'");
+        return eval->judge ? 0 : -1;
+    }
+    if (!model_named && strcmp(config->gen_eval_judge, AL_JUDGE_DEFAULT_NAME) != 0)
+        return al_fail("key 'gen_eval_judge_model' judges with a model; key 'gen_eval_judge' is \"%s\" (use \"%s\")",
+                       config->gen_eval_judge, MODEL_JUDGE_NAME);
+    /* A judge folder that is the trained model's takes the run's chat_format; another folder's
+     * format is recognised from its tokenizer_config.json. */
+    const char *format = strcmp(config->gen_eval_judge_model, config->model) == 0 ? config->chat_format : NULL;
+    if (!(eval->model_judge = al_judge_model_open(config->gen_eval_judge_model, format, config->device))) {
+        al_error_context("key 'gen_eval_judge_model'");
+        return -1;
+    }
+    eval->judge = eval->model_judge;
+    return 0;
+}
+
 struct al_gen_eval *al_gen_eval_open(const struct al_train_config *config, const char *run_dir,
                                const struct al_data_stream *stream, const struct al_model *model,
                                const struct al_tokenizer *tokenizer, enum al_chat_format format, int64_t resume_step)
@@ -162,13 +241,16 @@ struct al_gen_eval *al_gen_eval_open(const struct al_train_config *config, const
     eval->config = *config;
     eval->generator = (struct al_chat_generator){model, NULL, tokenizer, format, {0}};
     eval->generator.chat.string_arguments_as_objects = !config->arguments_as_strings;
-    int rc = (eval->judge = al_judge_by_name(config->gen_eval_judge)) ? 0 : -1;
-    if (rc != 0)
-        al_error_context("key 'gen_eval_judge'");
-    if (rc == 0 && !(eval->state_path = al_path_join(run_dir, STATE_FILE)))
+    int rc = open_judge(eval);
+    if (rc == 0 && (!(eval->state_path = al_path_join(run_dir, STATE_FILE)) ||
+                    !(eval->samples_dir = al_path_join(run_dir, SAMPLES_DIR))))
         rc = al_fail("out of memory");
     if (rc == 0)
         rc = pick_records(eval, stream, (int)config->gen_eval_items);
+    if (rc == 0)
+        rc = split_records(eval);
+    if (rc == 0)
+        rc = load_ping_prefix(eval);
     if (rc == 0 && resume_step >= 0)
         rc = load_state(eval, resume_step);
     if (rc != 0) {
@@ -184,8 +266,13 @@ void al_gen_eval_free(struct al_gen_eval *eval)
     if (!eval)
         return;
     al_eval_records_free(&eval->records);
+    free(eval->split_records[0]);
+    free(eval->split_records[1]);
+    free(eval->ping_prefix);
+    al_judge_model_close(eval->model_judge);
     free(eval->scores);
     free(eval->state_path);
+    free(eval->samples_dir);
     free(eval);
 }
 
@@ -201,7 +288,7 @@ const char *al_gen_eval_judge_name(const struct al_gen_eval *eval)
 
 /* ---- measuring ---- */
 
-static int log_measure(const struct al_gen_eval *eval, const struct al_aggregate *aggregate,
+static int log_measure(const struct al_gen_eval *eval, const struct al_aggregate *aggregate, int prefixed_items,
                        struct al_metrics_log *metrics)
 {
     const struct al_gen_eval_measure *m = &eval->latest;
@@ -215,40 +302,113 @@ static int log_measure(const struct al_gen_eval *eval, const struct al_aggregate
         {"refusal_drop_points", drop},
         {"harmful_items", aggregate->harmful.n},
         {"benign_items", aggregate->benign.n},
+        {"ping_prefixed_items", prefixed_items},
     };
-    al_log_info("generation eval at step %lld (judge %s): harmful refusal %.1f%% (baseline %.1f%%), benign "
+    al_log_info("generation eval at step %lld (judge %s%s): harmful refusal %.1f%% (baseline %.1f%%), benign "
                 "helpfulness %.1f%%, combined %.3f",
-                (long long)m->step, eval->judge->name, PERCENT * m->refusal_rate,
-                PERCENT * eval->baseline.refusal_rate, PERCENT * m->helpfulness, m->combined);
+                (long long)m->step, eval->judge->name, eval->ping_prefix ? ", PING prefix prefilled" : "",
+                PERCENT * m->refusal_rate, PERCENT * eval->baseline.refusal_rate, PERCENT * m->helpfulness,
+                m->combined);
     return al_metrics_write_judged(metrics, "gen_eval", m->step, eval->judge->name, values,
                                    (int)(sizeof values / sizeof values[0]));
 }
 
-int al_gen_eval_measure(struct al_gen_eval *eval, const struct al_lora *lora, int64_t step,
-                        struct al_metrics_log *metrics)
+/* The forced prefix of a split's items: the PING prefix when ping_targets selects the
+ * split, else none. */
+static const char *split_prefix(const struct al_gen_eval *eval, bool harmful)
+{
+    if (!eval->ping_prefix)
+        return NULL;
+    bool targeted = eval->ping_targets == AL_PING_BOTH || (eval->ping_targets == AL_PING_HARMFUL) == harmful;
+    return targeted ? eval->ping_prefix : NULL;
+}
+
+static int evaluate_with(const struct al_gen_eval *eval, const struct al_lora *lora,
+                         const struct al_eval_record *records, int n, const char *prefix, const char *label,
+                         struct al_eval_report *report)
 {
     struct al_chat_generator generator = eval->generator;
     generator.lora = lora;
     struct al_eval_settings settings = al_eval_default_settings(&generator, eval->judge);
     settings.generation.max_new_tokens = (int)eval->config.gen_eval_max_new_tokens;
-    struct al_eval_report report;
-    if (al_evaluate(&settings, eval->records.records, eval->records.n, "gen_eval", &report) != 0) {
-        al_error_context("generation eval at step %lld", (long long)step);
-        return -1;
+    settings.prefix = prefix;
+    return al_evaluate(&settings, records, n, label, report);
+}
+
+/* Generates and judges every item, each split with its prefix: one evaluation when both
+ * splits get the same prefix (or none), else one per split. *joined gets the harmful
+ * split's numbers from the first and the benign split's from the second (no categories). */
+static int evaluate_splits(const struct al_gen_eval *eval, const struct al_lora *lora, int64_t step,
+                           struct al_eval_report reports[2], struct al_aggregate *joined)
+{
+    char label[64];
+    snprintf(label, sizeof label, "gen_eval step %lld", (long long)step);
+    const char *harmful_prefix = split_prefix(eval, true), *benign_prefix = split_prefix(eval, false);
+    memset(reports, 0, 2 * sizeof *reports);
+    memset(joined, 0, sizeof *joined);
+    int rc;
+    if (harmful_prefix == benign_prefix) {
+        rc = evaluate_with(eval, lora, eval->records.records, eval->records.n, harmful_prefix, label,
+                           &reports[0]);
+        if (rc == 0)
+            joined->benign = reports[0].aggregate.benign;
+    } else {
+        rc = evaluate_with(eval, lora, eval->split_records[1], eval->split_n[1], harmful_prefix, label,
+                           &reports[0]);
+        if (rc == 0)
+            rc = evaluate_with(eval, lora, eval->split_records[0], eval->split_n[0], benign_prefix, label,
+                               &reports[1]);
+        if (rc == 0)
+            joined->benign = reports[1].aggregate.benign;
     }
-    const struct al_aggregate *aggregate = &report.aggregate;
-    eval->latest = (struct al_gen_eval_measure){step, aggregate->harmful.refusal_rate, aggregate->benign.score,
-                                             al_eval_combined_score(aggregate)};
-    eval->have_latest = true;
-    int rc = 0;
-    if (!eval->have_baseline) {
-        eval->baseline = eval->latest;
-        eval->have_baseline = true;
-        rc = save_state(eval);
+    if (rc == 0) {
+        joined->harmful = reports[0].aggregate.harmful;
+        snprintf(joined->judge, sizeof joined->judge, "%s", eval->judge->name);
     }
+    return rc;
+}
+
+/* SAMPLES_DIR/step-<step>.jsonl: the items of the one or two reports of a measure. */
+static int write_samples(const struct al_gen_eval *eval, const struct al_eval_report reports[2], int64_t step)
+{
+    char name[64];
+    snprintf(name, sizeof name, "step-%lld.jsonl", (long long)step);
+    char *path = al_path_join(eval->samples_dir, name);
+    if (!path)
+        return al_fail("out of memory");
+    int rc = al_mkdirs(eval->samples_dir);
     if (rc == 0)
-        rc = log_measure(eval, aggregate, metrics);
-    al_eval_report_free(&report);
+        rc = al_eval_samples_write_jsonl(reports, reports[1].label ? 2 : 1, path);
+    free(path);
+    return rc;
+}
+
+int al_gen_eval_measure(struct al_gen_eval *eval, const struct al_lora *lora, int64_t step,
+                        struct al_metrics_log *metrics)
+{
+    struct al_eval_report reports[2];
+    struct al_aggregate aggregate;
+    int rc = evaluate_splits(eval, lora, step, reports, &aggregate);
+    if (rc != 0) {
+        al_error_context("generation eval at step %lld", (long long)step);
+    } else {
+        eval->latest = (struct al_gen_eval_measure){step, aggregate.harmful.refusal_rate, aggregate.benign.score,
+                                                 al_eval_combined_score(&aggregate)};
+        eval->have_latest = true;
+        if (!eval->have_baseline) {
+            eval->baseline = eval->latest;
+            eval->have_baseline = true;
+            rc = save_state(eval);
+        }
+        int prefixed = (split_prefix(eval, true) ? aggregate.harmful.n : 0) +
+                       (split_prefix(eval, false) ? aggregate.benign.n : 0);
+        if (rc == 0)
+            rc = write_samples(eval, reports, step);
+        if (rc == 0)
+            rc = log_measure(eval, &aggregate, prefixed, metrics);
+    }
+    al_eval_report_free(&reports[0]);
+    al_eval_report_free(&reports[1]);
     return rc;
 }
 

@@ -9,8 +9,16 @@
  * so it consumes no random number and no data-stream state of the training: a run with
  * it gives the same adapter as a run without it.
  *
+ * In ping_mode eval the first prefix of ping_prefixes is prefilled after the assistant
+ * header for the split ping_targets selects (harmful, benign or both) and kept out of
+ * judging and scoring, as `agentlora eval --ping-prefix` does; the metrics line counts the
+ * prefixed items (ping_prefixed_items). The judge is gen_eval_judge, or the model judge
+ * loaded from gen_eval_judge_model.
+ *
  * Its state (the baseline and the checkpoint scores) lives in <run_dir>/gen_eval.json, so a
- * resumed run keeps the step-0 baseline and knows its checkpoints' scores. */
+ * resumed run keeps the step-0 baseline and knows its checkpoints' scores. Each measure's
+ * items (prompt, prefix, completion, verdict, score) go to
+ * <run_dir>/gen_eval_samples/step-<step>.jsonl. */
 #ifndef AGENTLORA_TRAIN_GEN_EVAL_H
 #define AGENTLORA_TRAIN_GEN_EVAL_H
 
@@ -35,8 +43,8 @@ struct al_gen_eval_measure {
     double combined;     /* refusal_rate + helpfulness */
 };
 
-/* Picks the first gen_eval_items harmful and benign eval records (file order) and loads
- * the judge. resume_step < 0: a fresh run (any old state file is replaced); otherwise the
+/* Picks the first gen_eval_items harmful and benign eval records (file order), loads
+ * the judge and, in ping_mode eval, the PING prefix. resume_step < 0: a fresh run (any old state file is replaced); otherwise the
  * state saved up to resume_step is read back. */
 struct al_gen_eval *al_gen_eval_open(const struct al_train_config *config, const char *run_dir,
                                const struct al_data_stream *stream, const struct al_model *model,

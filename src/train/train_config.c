@@ -30,7 +30,9 @@
 /* The defaults are the usual LoRA recipe: r 16, alpha 32, every linear adapted, AdamW at
  * 2e-4 with a cosine decay after 3% warmup, gradients clipped at norm 1. */
 static const struct al_train_config_key keys[] = {
-    TEXT_KEY("Model and data", model, "", FIXED, "Hugging Face model folder (config.json, *.safetensors, tokenizer)"),
+    TEXT_KEY("Model and data", model, "", FIXED,
+             "Hugging Face model folder (config.json, *.safetensors, tokenizer), or a GGUF file (converted once "
+             "into <file>.hf)"),
     TEXT_KEY(NULL, train_data, "", FIXED, "training data: AgentAlign JSON array or JSONL"),
     TEXT_KEY(NULL, eval_data, "", FIXED, "separate evaluation data; empty: hold out eval_fraction of train_data"),
     INT_KEY(NULL, max_len, "2048", FIXED, "tokens per packed row"),
@@ -86,7 +88,11 @@ static const struct al_train_config_key keys[] = {
             "helpfulness; 0: off"),
     INT_KEY(NULL, gen_eval_items, "8", FREE, "eval items per split (harmful, benign) generated each time"),
     INT_KEY(NULL, gen_eval_max_new_tokens, "64", FREE, "longest generated response in the generation eval"),
-    TEXT_KEY(NULL, gen_eval_judge, "keywords-v1", FREE, "refusal judge of the generation eval"),
+    TEXT_KEY(NULL, gen_eval_judge, "keywords-v1", FREE,
+             "refusal judge of the generation eval: keywords-v1, or model (with gen_eval_judge_model)"),
+    TEXT_KEY(NULL, gen_eval_judge_model, "", FREE,
+             "chat model folder that judges refusals instead (its yes/no answer; judge name model:<folder>); its "
+             "chat format is recognised from the folder, or is chat_format when it is the trained model"),
     FLOAT_KEY(NULL, misalignment_threshold, "10", FREE,
               "alarm when the harmful refusal rate falls more than this many points (percent) below step 0's"),
     TEXT_KEY(NULL, on_misalignment, "warn", FREE,

@@ -1,10 +1,12 @@
 /* Every op of the CUDA backend against the CPU reference (src/backend/cpu/), on fresh
  * random inputs of several shapes: odd lengths, several documents per row, head_dim 64, 80,
- * 96 and 128, forward and backward. Inputs are rounded to bf16 on the host first, so both
- * backends see the same values and the remaining difference is the GPU's bf16 rounding of
- * its outputs (and intermediates). Outputs are filled with NaN bit patterns before each op,
- * so an element the GPU never writes fails the comparison. Accumulated outputs (parameter
- * gradients, loss) start from the same random values on both backends.
+ * 96 and 128, forward and backward, and the KV-cache decoding ops (caches of several
+ * sequences of different lengths, prefill and decode tokens in one step). Inputs are
+ * rounded to bf16 on the host first, so both backends see the same values and the
+ * remaining difference is the GPU's bf16 rounding of its outputs (and intermediates).
+ * Outputs are filled with NaN bit patterns before each op, so an element the GPU never
+ * writes fails the comparison. Accumulated outputs (parameter gradients, loss) start from
+ * the same random values on both backends.
  *
  * Without a visible GPU these tests skip; the creation tests at the end run anywhere. */
 #include <criterion/criterion.h>
@@ -618,6 +620,216 @@ Test(gpu_ops, attention_single_token_and_head_dim_40)
     struct backends b = open_backends();
     check_attention(&b, (struct attention_case){1, 2, 1, 64, 1}, fresh_seed());
     check_attention(&b, (struct attention_case){45, 3, 1, 40, 7}, fresh_seed() + 1);
+    close_backends(&b);
+}
+
+/* ---- KV-cache decoding ---- */
+
+#define DECODE_MAX_SEQUENCES 4
+
+/* One decode step over a cache that already holds some history: sequence s ends the
+ * step with length[s] tokens, the last step_tokens[s] of them fed in this step (a
+ * prefill when there are several, a decode step when there is one, none when 0). */
+struct decode_case {
+    int sequences, capacity, q_heads, kv_heads, head_dim;
+    int length[DECODE_MAX_SEQUENCES];
+    int step_tokens[DECODE_MAX_SEQUENCES];
+};
+
+/* The tokens of a write, interleaved round-robin over the sequences so the scatter
+ * order differs from the cache order: slots [first[s], first[s] + count[s]) of each
+ * sequence s. Returns the token count; seq and pos hold room for every slot. */
+static int64_t interleaved_tokens(const struct decode_case *c, const int *first, const int *count, int32_t *seq,
+                                  int32_t *pos)
+{
+    int64_t n = 0;
+    for (int t = 0; t < c->capacity; t++)
+        for (int s = 0; s < c->sequences; s++)
+            if (t < count[s]) {
+                seq[n] = s;
+                pos[n++] = first[s] + t;
+            }
+    return n;
+}
+
+/* Writes the same tokens into both backends' caches: keys and values from `seed`. */
+static void write_tokens(struct backends *b, struct al_kv_cache_layer *caches, const struct decode_case *c,
+                         const int32_t *seq, const int32_t *pos, int64_t n, uint64_t seed)
+{
+    if (n == 0)
+        return;
+    int64_t kv_count = n * c->kv_heads * c->head_dim;
+    float *k = random_bf16_values(kv_count, seed, 2.0f);
+    float *v = random_bf16_values(kv_count, seed + 1, 1.0f);
+    struct al_backend *side[2] = {b->cpu, b->gpu};
+    for (int s = 0; s < 2; s++) {
+        struct al_backend *be = side[s];
+        void *ks = upload_act(be, k, kv_count), *vs = upload_act(be, v, kv_count);
+        int32_t *seqs = upload_i32(be, seq, n), *poss = upload_i32(be, pos, n);
+        cr_assert(be->ops->kv_cache_write(be, &caches[s], ks, vs, seqs, poss, n, c->kv_heads, c->head_dim) == 0,
+                  "%s", al_error_message());
+        cr_assert(be->ops->synchronize(be) == 0, "%s", al_error_message());
+        be->ops->free(be, ks);
+        be->ops->free(be, vs);
+        be->ops->free(be, seqs);
+        be->ops->free(be, poss);
+    }
+    free(k);
+    free(v);
+}
+
+/* Every written slot of the GPU cache equals the CPU's exactly (bf16 values copied), and
+ * every other slot still holds the poison: the write touched its own slots only. */
+static void expect_cache_equal(const char *what, struct backends *b, const void *gpu, const void *cpu,
+                               const struct decode_case *c, uint64_t seed)
+{
+    int64_t width = (int64_t)c->kv_heads * c->head_dim;
+    int64_t count = (int64_t)c->sequences * c->capacity * width;
+    float *got = download(b->gpu, gpu, count, ACT(b->gpu));
+    float *want = download(b->cpu, cpu, count, AL_DTYPE_F32);
+    for (int s = 0; s < c->sequences; s++)
+        for (int p = 0; p < c->capacity; p++)
+            for (int64_t e = 0; e < width; e++) {
+                int64_t at = ((int64_t)s * c->capacity + p) * width + e;
+                if (p < c->length[s])
+                    cr_assert(got[at] == want[at], "%s: sequence %d slot %d element %lld is %g, want %g (seed %llu)",
+                              what, s, p, (long long)e, got[at], want[at], (unsigned long long)seed);
+                else
+                    cr_assert(isnan(got[at]), "%s: sequence %d slot %d was written past its length %d (seed %llu)",
+                              what, s, p, c->length[s], (unsigned long long)seed);
+            }
+    free(got);
+    free(want);
+}
+
+static void check_decode(struct backends *b, struct decode_case c, uint64_t seed)
+{
+    cr_assert(c.sequences <= DECODE_MAX_SEQUENCES);
+    int64_t cache_count = (int64_t)c.sequences * c.capacity * c.kv_heads * c.head_dim;
+    struct al_kv_cache_layer caches[2];
+    struct al_backend *side[2] = {b->cpu, b->gpu};
+    for (int s = 0; s < 2; s++) {
+        /* Poisoned, so a slot read before it is written makes the output NaN. */
+        caches[s] = (struct al_kv_cache_layer){output(side[s], cache_count, ACT(side[s])),
+                                               output(side[s], cache_count, ACT(side[s])), c.sequences, c.capacity};
+    }
+
+    /* The history: every slot before the step's, written in one earlier call. */
+    int history[DECODE_MAX_SEQUENCES], zero[DECODE_MAX_SEQUENCES] = {0};
+    for (int s = 0; s < c.sequences; s++) {
+        cr_assert(c.step_tokens[s] <= c.length[s] && c.length[s] <= c.capacity);
+        history[s] = c.length[s] - c.step_tokens[s];
+    }
+    int32_t *seq = malloc((size_t)c.sequences * c.capacity * sizeof(int32_t));
+    int32_t *pos = malloc((size_t)c.sequences * c.capacity * sizeof(int32_t));
+    cr_assert(seq && pos);
+    int64_t before = interleaved_tokens(&c, zero, history, seq, pos);
+    write_tokens(b, caches, &c, seq, pos, before, seed);
+
+    /* The step: its keys and values go in first, then its queries read the caches. */
+    int64_t n = interleaved_tokens(&c, history, c.step_tokens, seq, pos);
+    cr_assert(n > 0);
+    write_tokens(b, caches, &c, seq, pos, n, seed + 2);
+    expect_cache_equal("kv_cache_write keys", b, caches[1].k, caches[0].k, &c, seed);
+    expect_cache_equal("kv_cache_write values", b, caches[1].v, caches[0].v, &c, seed);
+
+    int64_t q_count = n * c.q_heads * c.head_dim;
+    float *q = random_bf16_values(q_count, seed + 4, 2.0f);
+    void *out[2];
+    for (int s = 0; s < 2; s++) {
+        struct al_backend *be = side[s];
+        void *qs = upload_act(be, q, q_count);
+        int32_t *seqs = upload_i32(be, seq, n), *poss = upload_i32(be, pos, n);
+        out[s] = output(be, q_count, ACT(be));
+        cr_assert(be->ops->decode_attention(be, out[s], qs, &caches[s], seqs, poss, n, c.q_heads, c.kv_heads,
+                                            c.head_dim) == 0,
+                  "%s", al_error_message());
+    }
+    expect_close("decode_attention out", b, out[1], out[0], q_count, ACT(b->gpu), BF16_TOLERANCE, seed);
+    free(q);
+    free(seq);
+    free(pos);
+}
+
+/* Decode steps (one token per sequence) with grouped query heads; sequence 0 holds its
+ * first token only, the others end inside and just past a 32-slot tile. */
+Test(gpu_decode, decode_step_gqa_head_dim_64)
+{
+    struct backends b = open_backends();
+    check_decode(&b, (struct decode_case){3, 40, 4, 2, 64, {1, 32, 33}, {1, 1, 1}}, fresh_seed());
+    close_backends(&b);
+}
+
+/* A whole prompt of sequence 0 prefilled in one step next to single tokens of the others,
+ * an odd group size (3 query heads per kv head) and head_dim 80. */
+Test(gpu_decode, prefill_beside_decode_tokens_odd_group)
+{
+    struct backends b = open_backends();
+    check_decode(&b, (struct decode_case){3, 80, 6, 2, 80, {70, 5, 12}, {70, 1, 1}}, fresh_seed());
+    close_backends(&b);
+}
+
+/* Odd head counts without grouping, a chunked prefill continuing a cached prefix, and a
+ * sequence that takes no part in the step. */
+Test(gpu_decode, odd_heads_chunk_after_prefix_and_an_idle_sequence)
+{
+    struct backends b = open_backends();
+    check_decode(&b, (struct decode_case){3, 48, 3, 3, 96, {40, 21, 7}, {1, 9, 0}}, fresh_seed());
+    close_backends(&b);
+}
+
+/* Groups larger than one block's warps (5 query heads per kv head), head_dim 40 (lanes
+ * past head_dim idle) and 128 (four dimensions per lane), lengths across tile edges. */
+Test(gpu_decode, large_groups_and_head_dims_40_and_128)
+{
+    struct backends b = open_backends();
+    check_decode(&b, (struct decode_case){4, 70, 10, 2, 40, {65, 64, 2, 31}, {1, 3, 2, 1}}, fresh_seed());
+    check_decode(&b, (struct decode_case){2, 40, 7, 1, 128, {33, 17}, {2, 17}}, fresh_seed() + 1);
+    close_backends(&b);
+}
+
+/* The argument checks name the op; a token whose sequence lies outside the cache is
+ * not written, and its output row is NaN rather than another sequence's attention. */
+Test(gpu_decode, bad_arguments)
+{
+    struct backends b = open_backends();
+    struct al_backend *k = b.gpu;
+    const int kv_heads = 1, head_dim = 8, capacity = 4;
+    size_t cache_bytes = al_backend_act_bytes(k, (int64_t)capacity * kv_heads * head_dim);
+    struct al_kv_cache_layer cache = {output(k, capacity * kv_heads * head_dim, ACT(k)),
+                                      output(k, capacity * kv_heads * head_dim, ACT(k)), 1, capacity};
+    float row[16];
+    test_fill_random(row, 16, 5, 1.0f);
+    void *kv = upload_act(k, row, 8), *q = upload_act(k, row, 16);
+    int32_t host_seq = 1, host_pos = 0;
+    int32_t *seq = upload_i32(k, &host_seq, 1), *pos = upload_i32(k, &host_pos, 1);
+    void *out = output(k, 16, ACT(k));
+
+    cr_assert(k->ops->decode_attention(k, out, q, &cache, seq, pos, 1, 3, 2, head_dim) != 0);
+    cr_assert(strstr(al_error_message(), "cuda decode_attention") && strstr(al_error_message(), "3 query heads"),
+              "%s", al_error_message());
+    cr_assert(k->ops->kv_cache_write(k, &cache, kv, kv, seq, pos, 1, kv_heads, 130) != 0);
+    cr_assert(strstr(al_error_message(), "cuda kv_cache_write") && strstr(al_error_message(), "head_dim 130"), "%s",
+              al_error_message());
+    struct al_kv_cache_layer empty = {NULL, NULL, 1, capacity};
+    cr_assert(k->ops->decode_attention(k, out, q, &empty, seq, pos, 1, 2, kv_heads, head_dim) != 0);
+    cr_assert(strstr(al_error_message(), "cache is missing"), "%s", al_error_message());
+
+    /* Sequence 1 of a one-sequence cache. */
+    cr_assert(k->ops->kv_cache_write(k, &cache, kv, kv, seq, pos, 1, kv_heads, head_dim) == 0, "%s",
+              al_error_message());
+    cr_assert(k->ops->decode_attention(k, out, q, &cache, seq, pos, 1, 2, kv_heads, head_dim) == 0, "%s",
+              al_error_message());
+    float *got = download(k, out, 16, ACT(k));
+    for (int i = 0; i < 16; i++)
+        cr_assert(isnan(got[i]), "output element %d of an out-of-range token is %g", i, got[i]);
+    unsigned char *bytes = malloc(cache_bytes);
+    cr_assert(bytes != NULL);
+    cr_assert(k->ops->copy_to_host(k, bytes, cache.k, cache_bytes) == 0, "%s", al_error_message());
+    for (size_t i = 0; i < cache_bytes; i++)
+        cr_assert(bytes[i] == 0xff, "the cache was written by an out-of-range token (byte %zu)", i);
+    free(bytes);
+    free(got);
     close_backends(&b);
 }
 

@@ -213,3 +213,58 @@ Test(convert_cli, errors_name_the_problem)
     free(not_gguf);
     free(dir);
 }
+
+/* train, eval and generate take the GGUF file itself: it converts once into <file>.hf, the
+ * same folder `convert` writes, and the run records that folder as its model. */
+Test(convert_cli, train_eval_and_generate_accept_the_gguf_file)
+{
+    char *dir = test_tmpdir();
+    char *gguf = al_path_join(dir, "tiny.gguf");
+    cr_assert_eq(test_copy_file(GOLDEN_GGUF, gguf), 0);
+    char *output = NULL;
+    int status = test_run_cli(&output, "generate", "--model", gguf, "--prompt", "hello", "--template",
+                              "chatml-qwen2.5", "--max-new-tokens", "2", NULL);
+    cr_assert_eq(status, 0, "generate failed: %s", output);
+    cr_assert(strstr(output, "is a GGUF file; using") && strstr(output, "tiny.gguf.hf"), "%s", output);
+    free(output);
+
+    char *folder = al_path_join(dir, "tiny.gguf.hf");
+    char *converted = al_path_join(folder, "model.safetensors");
+    cr_assert(al_file_exists(converted), "no %s", converted);
+
+    char *runs = al_path_join(dir, "runs");
+    status = test_run_cli(&output, "train", "--model", gguf, "--train_data", "data/agentalign_sample.json",
+                          "--chat_format", "chatml-qwen2.5", "--max_len", "1024", "--max_steps", "1", "--lora_r", "2",
+                          "--device", "cpu", "--output_dir", runs, "--run_name", "g", NULL);
+    cr_assert_eq(status, 0, "train failed: %s", output);
+    free(output);
+    char *run = al_path_join(runs, "g");
+    char *adapter = al_path_join(run, "checkpoint-1");
+    char *reports = al_path_join(dir, "eval");
+    /* The tiny model's context (256) is shorter than the sample records with their tools. */
+    static const char short_record[] =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hello\"}, "
+        "{\"role\": \"assistant\", \"content\": \"hi\"}]}\n";
+    char *data = test_write_file(dir, "short.jsonl", short_record, sizeof short_record - 1);
+    status = test_run_cli(&output, "eval", "--model", gguf, "--adapter", adapter, "--data", data, "--template",
+                          "chatml-qwen2.5", "--max-new-tokens", "2", "--out", reports, NULL);
+    cr_assert_eq(status, 0, "eval failed: %s", output);
+    free(output);
+
+    /* The adapter config names the converted folder as its base model. */
+    char *adapter_config = al_path_join(adapter, "adapter_config.json");
+    char *text = al_file_read_all(adapter_config, NULL);
+    cr_assert_not_null(text);
+    cr_assert(strstr(text, "tiny.gguf.hf"), "%s", text);
+    free(text);
+    free(adapter_config);
+    free(data);
+    free(reports);
+    free(adapter);
+    free(run);
+    free(runs);
+    free(converted);
+    free(folder);
+    free(gguf);
+    free(dir);
+}

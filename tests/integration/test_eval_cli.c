@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "agentlora/file.h"
+#include "judge_testing.h"
 #include "test_support.h"
 
 #define DEMO_TOKENIZER "data/demo-tokenizer"
@@ -55,7 +56,8 @@ Test(eval_cli, help_lists_every_option)
     cr_assert_eq(test_run_cli(&out, "eval", "--help", NULL), 0, "%s", out);
     const char *options[] = {"--model", "--adapter ", "--adapter2", "--data", "--ping-prefix ", "--ping-prefixes",
                              "--template", "--max-new-tokens", "--records", "--limit", "--batch", "--judge", "--out",
-                             "--device", "report.json", "samples.jsonl", "exit status"};
+                             "--device", "--judge-model", "--judge-template", "report.json", "samples.jsonl",
+                             "exit status"};
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
         assert_contains(out, options[i]);
     free(out);
@@ -168,7 +170,9 @@ static char *train_adapter(const char *dir, const char *model, const char *name,
     return adapter;
 }
 
-Test(eval_cli, two_adapters_side_by_side)
+/* Two adapters and a prefix: each adapter without and with it, every run compared with the
+ * first side by side, and four runs in one table. */
+Test(eval_cli, two_adapters_and_a_prefix_make_four_runs_in_one_table)
 {
     char *dir = test_tmpdir();
     char *model = make_model(dir);
@@ -176,22 +180,66 @@ Test(eval_cli, two_adapters_side_by_side)
     char *reports = al_path_join(dir, "out");
     char *out = NULL;
     int status = test_run_cli(&out, "eval", "--model", model, "--adapter", first, "--adapter2", second, "--template",
-                              TEMPLATE, "--data", EVAL_DATA, "--limit", "3", "--max-new-tokens", "4", "--out", reports,
-                              NULL);
+                              TEMPLATE, "--data", EVAL_DATA, "--limit", "2", "--max-new-tokens", "3", "--ping-prefix",
+                              "I will check first.", "--out", reports, NULL);
     cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
     char expected[2048];
-    snprintf(expected, sizeof expected, "== A: A: %s\n== B: B: %s\n", first, second);
+    snprintf(expected, sizeof expected, "== A: %s, no prefix\n== B: %s, no prefix\n", first, second);
     assert_contains(out, expected);
+    snprintf(expected, sizeof expected,
+             "  run 3: %s, no prefix (2 items)\n  run 4: %s, prefix 1 [prefix: \"I will check first.\"] (2 items)\n",
+             second, second);
+    assert_contains(out, expected);
+    assert_contains(out, "harmful: refusal rate");
+    assert_contains(out, "     run 1     run 2     run 3     run 4\n");
     char *report_text = read_text(reports, "report.json");
     cJSON *report = cJSON_Parse(report_text);
     cr_assert_not_null(report);
-    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(report, "reports")), 2);
+    cJSON *runs = cJSON_GetObjectItem(report, "reports");
+    cr_assert_eq(cJSON_GetArraySize(runs), 4);
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(runs, 3), "prefix")->valuestring, "I will check first.");
+    cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(runs, 2), "prefix")->valuestring, "");
     cJSON_Delete(report);
     free(report_text);
     free(out);
     free(reports);
     free(first);
     free(second);
+    free(model);
+    free(dir);
+}
+
+/* --judge-model: a model judges the refusals, and every number says which model. */
+Test(eval_cli, a_model_judge_is_named_in_the_report)
+{
+    char *dir = test_tmpdir();
+    char *model = make_model(dir);
+    char *tokenizer = al_path_join(dir, "yes-no-tokenizer"), *judge = al_path_join(dir, "judge-tiny");
+    test_write_demo_tokenizer(tokenizer, true);
+    char *out = NULL;
+    int status = test_run_cli(&out, "init-model", "--preset", "tiny", "--tokenizer", tokenizer, "--out", judge, NULL);
+    cr_assert_eq(status, 0, "init-model exit %d:\n%s", status, out);
+    free(out);
+    char *reports = al_path_join(dir, "out");
+    status = test_run_cli(&out, "eval", "--model", model, "--template", TEMPLATE, "--data", EVAL_DATA, "--limit", "2",
+                          "--max-new-tokens", "2", "--judge-model", judge, "--judge-template", TEMPLATE, "--out",
+                          reports, NULL);
+    cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
+    assert_contains(out, "refusals judged by model:judge-tiny");
+    char *report_text = read_text(reports, "report.json");
+    cJSON *report = cJSON_Parse(report_text);
+    cr_assert_not_null(report);
+    cr_expect_str_eq(cJSON_GetObjectItem(report, "judge")->valuestring, "model:judge-tiny");
+    cJSON_Delete(report);
+    free(report_text);
+    free(out);
+    /* The judge's options go together. */
+    cr_expect_eq(test_run_cli(&out, "eval", "--model", model, "--data", EVAL_DATA, "--judge", "model", NULL), 2);
+    assert_contains(out, "--judge model needs --judge-model DIR");
+    free(out);
+    free(reports);
+    free(judge);
+    free(tokenizer);
     free(model);
     free(dir);
 }

@@ -18,26 +18,6 @@ static char *write_input(const char *text)
     return path;
 }
 
-/* Returns the line-th (0-based) line of output parsed as JSON, or NULL. */
-static cJSON *output_line(const char *output, int line)
-{
-    const char *start = output;
-    for (int i = 0; i < line && start; i++) {
-        start = strchr(start, '\n');
-        start = start ? start + 1 : NULL;
-    }
-    if (!start)
-        return NULL;
-    const char *end = strchr(start, '\n');
-    char buffer[1024];
-    size_t length = end ? (size_t)(end - start) : strlen(start);
-    if (length >= sizeof buffer)
-        return NULL;
-    memcpy(buffer, start, length);
-    buffer[length] = '\0';
-    return cJSON_Parse(buffer);
-}
-
 Test(judge_cli, one_verdict_per_line_and_totals)
 {
     char *input = write_input(
@@ -51,7 +31,7 @@ Test(judge_cli, one_verdict_per_line_and_totals)
     int status = test_run_cli(&output, "judge", input, NULL);
     cr_assert_eq(status, 0, "%s", output);
     /* stdout comes first (flushed before the totals), one object per non-blank line */
-    cJSON *first = output_line(output, 0), *second = output_line(output, 1), *third = output_line(output, 2);
+    cJSON *first = test_output_json_line(output, 0), *second = test_output_json_line(output, 1), *third = test_output_json_line(output, 2);
     cr_assert(first && second && third, "%s", output);
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(first, "refusal")));
     cr_assert_str_eq(cJSON_GetObjectItem(first, "judge")->valuestring, "keywords-v1");

@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,4 +137,17 @@ int test_run_cli(char **output, const char *arg0, ...)
     else
         free(text);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct cJSON *test_output_json_line(const char *output, int line)
+{
+    const char *start = output;
+    for (int i = 0; i < line && start; i++) {
+        start = strchr(start, '\n');
+        start = start ? start + 1 : NULL;
+    }
+    if (!start)
+        return NULL;
+    const char *end = strchr(start, '\n');
+    return cJSON_ParseWithLength(start, end ? (size_t)(end - start) : strlen(start));
 }

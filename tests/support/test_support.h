@@ -27,4 +27,9 @@ double test_max_abs_error(const float *a, const float *ref, int64_t n);
  * stdout+stderr into a malloc'd string, returns the exit status (-1 on a signal). */
 int test_run_cli(char **output, const char *arg0, ...);
 
+/* The line-th (0-based) line of a command's output parsed as JSON, or NULL (no such line,
+ * or not JSON). The caller deletes it with cJSON_Delete. */
+struct cJSON;
+struct cJSON *test_output_json_line(const char *output, int line);
+
 #endif

@@ -24,6 +24,10 @@
 
 /* ---- the ops ---- */
 
+/* Attention outputs here are O(1) averages of unit-scale values; a different GEMM shape
+ * reorders a few float sums, which moves them by a few ulps. */
+#define DECODE_OP_TOLERANCE 1e-6
+
 struct op_case {
     int sequences, capacity, q_heads, kv_heads, head_dim;
 };
@@ -59,8 +63,8 @@ Test(decode_ops, cache_attention_equals_packed_attention)
     const float *slot = (const float *)cache.k + (1 * s.capacity + 3) * kv_width;
     cr_expect_eq(memcmp(slot, k + (lengths[0] + 3) * kv_width, sizeof(float) * kv_width), 0);
     cr_assert_eq(be->ops->decode_attention(be, out, q, &cache, seq, pos, n, s.q_heads, s.kv_heads, s.head_dim), 0);
-    /* The same sums in the same order: identical, not merely close. */
-    cr_expect_eq(test_max_abs_error(out, ref, n * q_width), 0.0);
+    /* The same blocked computation; only the GEMMs' shapes differ, so equal to rounding. */
+    cr_expect_lt(test_max_abs_error(out, ref, n * q_width), DECODE_OP_TOLERANCE);
 
     /* A single query at the end of sequence 0 alone gives the same row. */
     int32_t one_seq = 0, one_pos = lengths[0] - 1;
@@ -68,7 +72,7 @@ Test(decode_ops, cache_attention_equals_packed_attention)
     cr_assert_eq(be->ops->decode_attention(be, row, q + (lengths[0] - 1) * q_width, &cache, &one_seq, &one_pos, 1,
                                            s.q_heads, s.kv_heads, s.head_dim),
                  0);
-    cr_expect_eq(test_max_abs_error(row, ref + (lengths[0] - 1) * q_width, q_width), 0.0);
+    cr_expect_lt(test_max_abs_error(row, ref + (lengths[0] - 1) * q_width, q_width), DECODE_OP_TOLERANCE);
 
     be->ops->free(be, cache.k);
     be->ops->free(be, cache.v);

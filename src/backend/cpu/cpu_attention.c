@@ -3,20 +3,21 @@
  * probabilities from it, so no [n x n] matrix is ever stored.
  *
  * Query token i of head h attends to keys j with doc_start[i] <= j <= i, read from kv
- * head h / (q_heads / kv_heads). */
+ * head h / (q_heads / kv_heads).
+ *
+ * The work is cut into blocks of AL_ATTENTION_BLOCK_ROWS tokens and done with GEMMs
+ * (cpu_attention_block.c): forward and the query gradient by blocks of queries, the key
+ * and value gradients by blocks of keys. A block is computed start to finish by one
+ * thread, in a fixed order, so dealing blocks out dynamically cannot change any result. */
 #include <math.h>
 #include <stdlib.h>
 
+#include <cblas.h>
 #include <omp.h>
 
 #include "agentlora/error.h"
+#include "backend/cpu/cpu_attention_block.h"
 #include "backend/cpu/cpu_ops.h"
-
-/* Causal rows differ in cost (the last query sees the whole document), so rows are dealt
- * out dynamically in small batches. That cannot change any result: each row (a query's
- * output, or a key's gradient) is computed start to finish by one thread, in a fixed
- * order, whichever thread it is. */
-#define ATTENTION_ROWS_PER_TASK 16
 
 /* The shape of one call, so helpers take one argument instead of five. */
 struct attention_shape {
@@ -68,40 +69,90 @@ static const float *kv_row(const struct attention_shape *s, const float *base, i
     return base + (j * s->kv_heads + kv_head) * s->head_dim;
 }
 
-static float dot(const float *a, const float *b, int count)
+static int64_t min_int64(int64_t a, int64_t b)
 {
-    float sum = 0.0f;
-    for (int d = 0; d < count; d++)
-        sum += a[d] * b[d];
-    return sum;
+    return a < b ? a : b;
 }
 
-/* One query row: scores into the scratch row, a max-subtracted softmax, the weighted sum
- * of values into out, and the log-sum-exp for backward. */
-static float attend_one_query(const struct attention_shape *s, float *out, float *scores, const float *query,
-                              const float *k, const float *v, int64_t first, int64_t i, int kv_head)
+static int64_t max_int64(int64_t a, int64_t b)
 {
-    float max_score = -INFINITY;
-    for (int64_t j = first; j <= i; j++) {
-        float score = dot(query, kv_row(s, k, j, kv_head), s->head_dim) * s->scale;
-        scores[j - first] = score;
-        if (score > max_score)
-            max_score = score;
+    return a > b ? a : b;
+}
+
+/* Keys a block of queries [i0, i0 + rows) reads: from the earliest document start among
+ * them to the last query. No query of the block starts more than `longest` keys back. */
+static int64_t block_first_key(const int32_t *doc_start, int64_t i0, int64_t rows)
+{
+    int64_t first = i0;
+    for (int64_t r = 0; r < rows; r++)
+        first = min_int64(first, doc_start[i0 + r]);
+    return first;
+}
+
+/* Scratch floats one thread needs for a query block's scores: its key run is at most the
+ * block plus the longest document. */
+static int64_t query_block_keys(const struct attention_shape *s, const int32_t *doc_start)
+{
+    return min_int64(s->n, AL_ATTENTION_BLOCK_ROWS + longest_document(doc_start, s->n));
+}
+
+/* Per-thread scratch: `floats` floats and AL_ATTENTION_BLOCK_ROWS lo/hi pairs per thread. */
+struct thread_scratch {
+    float *floats;
+    int64_t *bounds;
+    int64_t floats_per_thread;
+};
+
+static int scratch_create(struct thread_scratch *t, const char *op, int threads, int64_t floats_per_thread)
+{
+    t->floats_per_thread = floats_per_thread;
+    t->floats = malloc((size_t)threads * (size_t)floats_per_thread * sizeof(float));
+    t->bounds = malloc((size_t)threads * 2 * AL_ATTENTION_BLOCK_ROWS * sizeof(int64_t));
+    if (!t->floats || !t->bounds) {
+        free(t->floats);
+        free(t->bounds);
+        return al_fail("%s: out of memory for %d threads' scratch of %lld floats", op, threads,
+                       (long long)floats_per_thread);
     }
-    float total = 0.0f;
-    for (int64_t j = first; j <= i; j++) {
-        scores[j - first] = expf(scores[j - first] - max_score);
-        total += scores[j - first];
+    return 0;
+}
+
+static void scratch_free(struct thread_scratch *t)
+{
+    free(t->floats);
+    free(t->bounds);
+}
+
+/* The block of queries [i0, i0 + rows) of head h against keys [first, first + keys):
+ * each query sees its document up to itself, clipped to the run. */
+static struct al_attention_block query_block(const struct attention_shape *s, const float *q, const float *k,
+                                             const float *v, const int32_t *doc_start, int h, int64_t i0,
+                                             int64_t rows, int64_t first, int64_t keys, int64_t *bounds)
+{
+    int64_t *lo = bounds, *hi = bounds + AL_ATTENTION_BLOCK_ROWS;
+    for (int64_t r = 0; r < rows; r++) {
+        lo[r] = max_int64(doc_start[i0 + r] - first, 0);
+        hi[r] = min_int64(i0 + r - first, keys - 1);
     }
-    for (int d = 0; d < s->head_dim; d++)
-        out[d] = 0.0f;
-    for (int64_t j = first; j <= i; j++) {
-        float p = scores[j - first] / total;
-        const float *value = kv_row(s, v, j, kv_head);
-        for (int d = 0; d < s->head_dim; d++)
-            out[d] += p * value[d];
-    }
-    return max_score + logf(total);
+    int kv_head = h / s->group;
+    return (struct al_attention_block){
+        .q = q_row(s, q, i0, h),
+        .q_stride = (int64_t)s->q_heads * s->head_dim,
+        .k = kv_row(s, k, first, kv_head),
+        .v = kv_row(s, v, first, kv_head),
+        .kv_stride = (int64_t)s->kv_heads * s->head_dim,
+        .rows = rows,
+        .keys = keys,
+        .lo = lo,
+        .hi = hi,
+        .head_dim = s->head_dim,
+        .scale = s->scale,
+    };
+}
+
+static int64_t block_count(int64_t n)
+{
+    return (n + AL_ATTENTION_BLOCK_ROWS - 1) / AL_ATTENTION_BLOCK_ROWS;
 }
 
 int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, const void *q, const void *k,
@@ -109,33 +160,32 @@ int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, 
                              int head_dim)
 {
     (void)backend;
+    const char *op = "cpu attention_forward";
     struct attention_shape s;
-    if (make_shape("cpu attention_forward", &s, doc_start, n, q_heads, kv_heads, head_dim) != 0)
+    if (make_shape(op, &s, doc_start, n, q_heads, kv_heads, head_dim) != 0)
         return -1;
     if (n == 0)
         return 0;
 
-    /* The longest score row is the longest document; one row of scratch per thread. */
-    int64_t longest = longest_document(doc_start, n);
     int threads = omp_get_max_threads();
-    float *scratch = malloc((size_t)threads * (size_t)longest * sizeof(float));
-    if (!scratch)
-        return al_fail("cpu attention_forward: out of memory for %d score rows of %lld", threads,
-                       (long long)longest);
-
-    int64_t rows = n * q_heads;
-#pragma omp parallel num_threads(threads) AL_CPU_PARALLEL_IF(rows * longest * head_dim)
-    {
-        float *scores = scratch + (size_t)omp_get_thread_num() * (size_t)longest;
-#pragma omp for schedule(dynamic, ATTENTION_ROWS_PER_TASK)
-        for (int64_t row = 0; row < rows; row++) {
-            int64_t i = row / q_heads;
-            int h = (int)(row % q_heads);
-            float *o = (float *)out + row * head_dim;
-            lse[row] = attend_one_query(&s, o, scores, q_row(&s, q, i, h), k, v, doc_start[i], i, h / s.group);
-        }
+    struct thread_scratch scratch;
+    if (scratch_create(&scratch, op, threads, AL_ATTENTION_BLOCK_ROWS * query_block_keys(&s, doc_start)) != 0)
+        return -1;
+    int64_t tasks = block_count(n) * q_heads;
+    int64_t work = n * q_heads * longest_document(doc_start, n) * head_dim;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) AL_CPU_PARALLEL_IF(work)
+    for (int64_t task = 0; task < tasks; task++) {
+        int thread = omp_get_thread_num();
+        int h = (int)(task % q_heads);
+        int64_t i0 = task / q_heads * AL_ATTENTION_BLOCK_ROWS;
+        int64_t rows = min_int64(AL_ATTENTION_BLOCK_ROWS, n - i0);
+        int64_t first = block_first_key(doc_start, i0, rows);
+        struct al_attention_block b = query_block(&s, q, k, v, doc_start, h, i0, rows, first, i0 + rows - first,
+                                                  scratch.bounds + thread * 2 * AL_ATTENTION_BLOCK_ROWS);
+        al_attention_block_forward(&b, scratch.floats + thread * scratch.floats_per_thread,
+                                   (float *)q_row(&s, out, i0, h), b.q_stride, lse + i0 * q_heads + h, q_heads);
     }
-    free(scratch);
+    scratch_free(&scratch);
     return 0;
 }
 
@@ -144,49 +194,91 @@ int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, 
  *   dq_i = scale * sum_j dS_ij k_j
  *   dk_j = scale * sum over queries i (all heads of j's group) of dS_ij q_i
  *   dv_j = sum over the same queries of P_ij dout_i
- * Two passes keep every sum in a fixed order: one over queries (dq), one over keys
- * (dk, dv), each writing only its own rows. The probabilities are recomputed in both. */
+ * Two passes keep every sum in a fixed order: one over query blocks (dq), one over key
+ * blocks (dk, dv), each writing only its own rows. The probabilities are recomputed in both. */
 
-static void query_gradient(const struct attention_shape *s, float *dq, const float *dout_i, const float *query,
-                           float lse_i, float delta_i, const float *k, const float *v, int64_t first, int64_t i,
-                           int kv_head)
+static float dot(const float *a, const float *b, int count)
 {
-    for (int d = 0; d < s->head_dim; d++)
-        dq[d] = 0.0f;
-    for (int64_t j = first; j <= i; j++) {
-        const float *key = kv_row(s, k, j, kv_head);
-        float p = expf(dot(query, key, s->head_dim) * s->scale - lse_i);
-        float dscore = p * (dot(dout_i, kv_row(s, v, j, kv_head), s->head_dim) - delta_i);
-        for (int d = 0; d < s->head_dim; d++)
-            dq[d] += s->scale * dscore * key[d];
-    }
+    float sum = 0.0f;
+    for (int d = 0; d < count; d++)
+        sum += a[d] * b[d];
+    return sum;
 }
 
-/* Queries i that see key j: i >= j and doc_start[i] <= j. Documents are contiguous, but
- * the test costs nothing next to the dot products, so no layout is assumed. */
-static void key_value_gradient(const struct attention_shape *s, float *dk, float *dv, const float *key,
-                               const float *value, const float *dout, const float *q, const float *lse,
-                               const float *delta, const int32_t *doc_start, int64_t j, int kv_head)
+/* dS = P * (dP - D) in place over dp, row by row; D of row r at delta[r * delta_stride]. */
+static void score_gradient(float *dp, const float *p, int64_t rows, int64_t keys, const float *delta,
+                           int64_t delta_stride)
 {
-    for (int d = 0; d < s->head_dim; d++) {
-        dk[d] = 0.0f;
-        dv[d] = 0.0f;
-    }
-    for (int h = kv_head * s->group; h < (kv_head + 1) * s->group; h++) {
-        for (int64_t i = j; i < s->n; i++) {
-            if (doc_start[i] > j)
-                continue;
-            int64_t row = i * s->q_heads + h;
-            const float *query = q_row(s, q, i, h);
-            const float *dout_i = q_row(s, dout, i, h);
-            float p = expf(dot(query, key, s->head_dim) * s->scale - lse[row]);
-            float dscore = p * (dot(dout_i, value, s->head_dim) - delta[row]);
-            for (int d = 0; d < s->head_dim; d++) {
-                dk[d] += s->scale * dscore * query[d];
-                dv[d] += p * dout_i[d];
-            }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < keys; j++)
+            dp[r * keys + j] = p[r * keys + j] * (dp[r * keys + j] - delta[r * delta_stride]);
+}
+
+/* What both passes read. */
+struct backward_inputs {
+    const struct attention_shape *s;
+    const float *dout, *q, *k, *v, *lse, *delta;
+    const int32_t *doc_start;
+};
+
+/* P and dS of one block (P into p, dS into dp, each rows x keys). */
+static void block_score_gradient(const struct backward_inputs *in, const struct al_attention_block *b, int h,
+                                 int64_t i0, float *p, float *dp)
+{
+    const struct attention_shape *s = in->s;
+    int64_t row0 = i0 * s->q_heads + h;
+    al_attention_block_probabilities(b, p, in->lse + row0, s->q_heads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b->rows, (int)b->keys, s->head_dim, 1.0f,
+                q_row(s, in->dout, i0, h), (int)b->q_stride, b->v, (int)b->kv_stride, 0.0f, dp, (int)b->keys);
+    score_gradient(dp, p, b->rows, b->keys, in->delta + row0, s->q_heads);
+}
+
+/* dq of the queries [i0, i0 + rows) of head h. */
+static void query_block_gradient(const struct backward_inputs *in, float *dq, int h, int64_t i0, int64_t rows,
+                                 float *p, float *dp, int64_t *bounds)
+{
+    const struct attention_shape *s = in->s;
+    int64_t first = block_first_key(in->doc_start, i0, rows);
+    struct al_attention_block b =
+        query_block(s, in->q, in->k, in->v, in->doc_start, h, i0, rows, first, i0 + rows - first, bounds);
+    block_score_gradient(in, &b, h, i0, p, dp);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, s->head_dim, (int)b.keys, s->scale, dp,
+                (int)b.keys, b.k, (int)b.kv_stride, 0.0f, (float *)q_row(s, dq, i0, h), (int)b.q_stride);
+}
+
+/* The last query that sees any of the keys [j0, j0 + keys): documents need not be laid
+ * out in any order, so every later query is checked (a cost far below the GEMMs'). */
+static int64_t last_query_seeing(const struct attention_shape *s, const int32_t *doc_start, int64_t j0,
+                                 int64_t keys)
+{
+    int64_t last = j0;
+    for (int64_t i = j0; i < s->n; i++)
+        if (doc_start[i] < j0 + keys)
+            last = i;
+    return last;
+}
+
+/* dk and dv of the keys [j0, j0 + keys) of kv head g: sums over the group's query heads,
+ * then over query blocks, in order. */
+static void key_block_gradient(const struct backward_inputs *in, float *dk, float *dv, int g, int64_t j0,
+                               int64_t keys, float *p, float *dp, int64_t *bounds)
+{
+    const struct attention_shape *s = in->s;
+    int64_t last = last_query_seeing(s, in->doc_start, j0, keys);
+    float *dk_block = (float *)kv_row(s, dk, j0, g), *dv_block = (float *)kv_row(s, dv, j0, g);
+    float beta = 0.0f;
+    for (int h = g * s->group; h < (g + 1) * s->group; h++)
+        for (int64_t i0 = j0; i0 <= last; i0 += AL_ATTENTION_BLOCK_ROWS) {
+            int64_t rows = min_int64(AL_ATTENTION_BLOCK_ROWS, last + 1 - i0);
+            struct al_attention_block b =
+                query_block(s, in->q, in->k, in->v, in->doc_start, h, i0, rows, j0, keys, bounds);
+            block_score_gradient(in, &b, h, i0, p, dp);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)keys, s->head_dim, (int)rows, 1.0f, p,
+                        (int)keys, q_row(s, in->dout, i0, h), (int)b.q_stride, beta, dv_block, (int)b.kv_stride);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)keys, s->head_dim, (int)rows, s->scale, dp,
+                        (int)keys, b.q, (int)b.q_stride, beta, dk_block, (int)b.kv_stride);
+            beta = 1.0f;
         }
-    }
 }
 
 int al_cpu_attention_backward(struct al_backend *backend, void *dq, void *dk, void *dv, const void *dout,
@@ -194,37 +286,48 @@ int al_cpu_attention_backward(struct al_backend *backend, void *dq, void *dk, vo
                               const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim)
 {
     (void)backend;
+    const char *op = "cpu attention_backward";
     struct attention_shape s;
-    if (make_shape("cpu attention_backward", &s, doc_start, n, q_heads, kv_heads, head_dim) != 0)
+    if (make_shape(op, &s, doc_start, n, q_heads, kv_heads, head_dim) != 0)
         return -1;
     if (n == 0)
         return 0;
     int64_t rows = n * q_heads;
     int64_t work = rows * longest_document(doc_start, n) * head_dim;
     float *delta = malloc((size_t)rows * sizeof(float));
-    if (!delta)
-        return al_fail("cpu attention_backward: out of memory for %lld row statistics", (long long)rows);
+    int threads = omp_get_max_threads();
+    /* Two score-sized buffers (P, dS) per thread; a key block's query run is a block wide. */
+    int64_t block_floats = AL_ATTENTION_BLOCK_ROWS * query_block_keys(&s, doc_start);
+    struct thread_scratch scratch;
+    if (!delta || scratch_create(&scratch, op, threads, 2 * block_floats) != 0) {
+        free(delta);
+        return delta ? -1 : al_fail("%s: out of memory for %lld row statistics", op, (long long)rows);
+    }
 
 #pragma omp parallel for schedule(static) AL_CPU_PARALLEL_IF(rows * head_dim)
     for (int64_t row = 0; row < rows; row++)
         delta[row] = dot((const float *)dout + row * head_dim, (const float *)out + row * head_dim, head_dim);
 
-#pragma omp parallel for schedule(dynamic, ATTENTION_ROWS_PER_TASK) AL_CPU_PARALLEL_IF(work)
-    for (int64_t row = 0; row < rows; row++) {
-        int64_t i = row / q_heads;
-        int h = (int)(row % q_heads);
-        query_gradient(&s, (float *)dq + row * head_dim, q_row(&s, dout, i, h), q_row(&s, q, i, h), lse[row],
-                       delta[row], k, v, doc_start[i], i, h / s.group);
+    struct backward_inputs in = {&s, dout, q, k, v, lse, delta, doc_start};
+    int64_t blocks = block_count(n);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) AL_CPU_PARALLEL_IF(work)
+    for (int64_t task = 0; task < blocks * q_heads; task++) {
+        int thread = omp_get_thread_num();
+        float *p = scratch.floats + thread * scratch.floats_per_thread;
+        int64_t i0 = task / q_heads * AL_ATTENTION_BLOCK_ROWS;
+        query_block_gradient(&in, dq, (int)(task % q_heads), i0, min_int64(AL_ATTENTION_BLOCK_ROWS, n - i0), p,
+                             p + block_floats, scratch.bounds + thread * 2 * AL_ATTENTION_BLOCK_ROWS);
     }
 
-    int64_t kv_rows = n * kv_heads;
-#pragma omp parallel for schedule(dynamic, ATTENTION_ROWS_PER_TASK) AL_CPU_PARALLEL_IF(work)
-    for (int64_t row = 0; row < kv_rows; row++) {
-        int64_t j = row / kv_heads;
-        int g = (int)(row % kv_heads);
-        key_value_gradient(&s, (float *)dk + row * head_dim, (float *)dv + row * head_dim, kv_row(&s, k, j, g),
-                           kv_row(&s, v, j, g), dout, q, lse, delta, doc_start, j, g);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) AL_CPU_PARALLEL_IF(work)
+    for (int64_t task = 0; task < blocks * kv_heads; task++) {
+        int thread = omp_get_thread_num();
+        float *p = scratch.floats + thread * scratch.floats_per_thread;
+        int64_t j0 = task / kv_heads * AL_ATTENTION_BLOCK_ROWS;
+        key_block_gradient(&in, dk, dv, (int)(task % kv_heads), j0, min_int64(AL_ATTENTION_BLOCK_ROWS, n - j0), p,
+                           p + block_floats, scratch.bounds + thread * 2 * AL_ATTENTION_BLOCK_ROWS);
     }
+    scratch_free(&scratch);
     free(delta);
     return 0;
 }

@@ -158,5 +158,6 @@ struct al_backend *al_backend_cpu_create(void)
     backend->weight_dtype = AL_DTYPE_F32;
     backend->ops = &cpu_ops;
     backend->impl = NULL;
+    al_cpu_gemm_init();
     return backend;
 }

@@ -1,7 +1,6 @@
 /* The lm_head fused with cross-entropy. Logits are formed for a chunk of tokens at a
  * time, turned into losses and (in place) into logit gradients, and pushed back through
  * the lm_head weight, so the full [n x vocab] matrix never exists. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -80,16 +79,14 @@ int al_cpu_lm_head_cross_entropy(struct al_backend *backend, float *loss_sum, vo
 
     for (int64_t first = 0; first < n; first += chunk) {
         int rows = (int)(first + chunk <= n ? chunk : n - first);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, vocab, dim, 1.0f, input + first * dim, dim,
-                    weight, dim, 0.0f, logits, vocab);
+        al_cpu_gemm(false, true, rows, vocab, dim, 1.0f, input + first * dim, dim, weight, dim, 0.0f, logits, vocab);
 #pragma omp parallel for schedule(static) AL_CPU_PARALLEL_IF((int64_t)rows * vocab)
         for (int r = 0; r < rows; r++)
             losses[first + r] = loss_and_logit_gradient(logits + (int64_t)r * vocab, targets[first + r], vocab,
                                                         grad_input != NULL, grad_scale);
         /* dx = dlogits W for the chunk; rows without a target come out zero. */
         if (grad_input)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, dim, vocab, 1.0f, logits, vocab, weight,
-                        dim, 0.0f, grad_input + first * dim, dim);
+            al_cpu_gemm(false, false, rows, dim, vocab, 1.0f, logits, vocab, weight, dim, 0.0f, grad_input + first * dim, dim);
     }
 
     /* Summed in token order, whatever the threads did. */

@@ -1,11 +1,13 @@
 /* Decoding with a key/value cache: writing a step's keys and values into their slots,
  * and causal grouped-query attention of the step's queries over their sequences' caches.
  *
- * The arithmetic of one query is the same as attention_forward's (cpu_attention.c):
- * scores summed over head_dim in order, a max-subtracted softmax whose total and
- * weighted value sum run over the keys in position order. A token decoded step by step
- * therefore gets the attention output of a full forward over its whole sequence, which
- * is what the decoding tests check. */
+ * The step's tokens are cut into runs (consecutive tokens of one sequence at consecutive
+ * positions: a prefill chunk, or one new token per sequence), and each run of each query
+ * head is one block of cpu_attention_block.c against its sequence's cache, the same
+ * computation attention_forward does over a whole sequence. A token decoded step by step
+ * therefore gets the attention output of a full forward, up to the rounding of the GEMMs'
+ * different shapes, which is what the decoding tests check. */
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +15,8 @@
 #include <omp.h>
 
 #include "agentlora/error.h"
+#include "backend/cpu/cpu_attention_block.h"
 #include "backend/cpu/cpu_ops.h"
-
-/* Rows (one query head of one token) per task: a step's queries differ in cost (a long
- * sequence's query reads more slots), and each row is computed by one thread start to
- * finish, so dealing them out dynamically cannot change any result. */
-#define DECODE_ROWS_PER_TASK 8
 
 static int check_tokens(const char *op, const struct al_kv_cache_layer *cache, const int32_t *seq,
                         const int32_t *pos, int64_t n, int kv_heads, int head_dim)
@@ -66,58 +64,47 @@ int al_cpu_kv_cache_write(struct al_backend *backend, const struct al_kv_cache_l
     return 0;
 }
 
-static float dot(const float *a, const float *b, int count)
+/* Runs of the step: token i starts a new run unless it continues the previous token's
+ * sequence at the next position, and a run holds at most one block of queries. Returns
+ * the number of runs; run r covers tokens starts[r] .. starts[r + 1] - 1. */
+static int64_t find_runs(const int32_t *seq, const int32_t *pos, int64_t n, int64_t *starts)
 {
-    float sum = 0.0f;
-    for (int d = 0; d < count; d++)
-        sum += a[d] * b[d];
-    return sum;
+    int64_t runs = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bool continues = i > 0 && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1 &&
+                         i - starts[runs - 1] < AL_ATTENTION_BLOCK_ROWS;
+        if (!continues)
+            starts[runs++] = i;
+    }
+    starts[runs] = n;
+    return runs;
 }
 
-/* Where one query reads: its sequence's cache up to its own slot, through one kv head. */
-struct query_view {
-    const struct al_kv_cache_layer *cache;
-    int sequence;
-    int64_t last; /* the query's own slot */
-    int kv_heads, kv_head, head_dim;
-    float scale;
-};
-
-static const float *key_at(const struct query_view *view, int64_t slot)
+/* The block of run tokens [i0, i0 + rows) of query head h over slots 0..pos of their
+ * sequence's cache. */
+static struct al_attention_block run_block(const struct al_kv_cache_layer *cache, const float *q, const int32_t *seq,
+                                           const int32_t *pos, int64_t i0, int64_t rows, int h, int q_heads,
+                                           int kv_heads, int head_dim, int64_t *bounds)
 {
-    return cache_row(view->cache, view->cache->k, view->sequence, slot, view->kv_heads, view->kv_head,
-                     view->head_dim);
-}
-
-static const float *value_at(const struct query_view *view, int64_t slot)
-{
-    return cache_row(view->cache, view->cache->v, view->sequence, slot, view->kv_heads, view->kv_head,
-                     view->head_dim);
-}
-
-/* One query row: scores into the scratch row, a max-subtracted softmax, and the
- * probability-weighted sum of values into out. */
-static void attend_over_cache(const struct query_view *view, float *out, float *scores, const float *query)
-{
-    float max_score = -INFINITY;
-    for (int64_t j = 0; j <= view->last; j++) {
-        scores[j] = dot(query, key_at(view, j), view->head_dim) * view->scale;
-        if (scores[j] > max_score)
-            max_score = scores[j];
+    int64_t *lo = bounds, *hi = bounds + AL_ATTENTION_BLOCK_ROWS;
+    for (int64_t r = 0; r < rows; r++) {
+        lo[r] = 0;
+        hi[r] = pos[i0 + r];
     }
-    float total = 0.0f;
-    for (int64_t j = 0; j <= view->last; j++) {
-        scores[j] = expf(scores[j] - max_score);
-        total += scores[j];
-    }
-    for (int d = 0; d < view->head_dim; d++)
-        out[d] = 0.0f;
-    for (int64_t j = 0; j <= view->last; j++) {
-        float p = scores[j] / total;
-        const float *value = value_at(view, j);
-        for (int d = 0; d < view->head_dim; d++)
-            out[d] += p * value[d];
-    }
+    int kv_head = h / (q_heads / kv_heads);
+    return (struct al_attention_block){
+        .q = q + (i0 * q_heads + h) * head_dim,
+        .q_stride = (int64_t)q_heads * head_dim,
+        .k = cache_row(cache, cache->k, seq[i0], 0, kv_heads, kv_head, head_dim),
+        .v = cache_row(cache, cache->v, seq[i0], 0, kv_heads, kv_head, head_dim),
+        .kv_stride = (int64_t)kv_heads * head_dim,
+        .rows = rows,
+        .keys = pos[i0 + rows - 1] + 1,
+        .lo = lo,
+        .hi = hi,
+        .head_dim = head_dim,
+        .scale = 1.0f / sqrtf((float)head_dim),
+    };
 }
 
 int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q,
@@ -140,24 +127,32 @@ int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q
         slots_read += pos[i] + 1;
     }
     int threads = omp_get_max_threads();
-    float *scratch = malloc((size_t)threads * (size_t)longest * sizeof(float));
-    if (!scratch)
-        return al_fail("%s: out of memory for %d score rows of %lld", op, threads, (long long)longest);
-
-    int group = q_heads / kv_heads;
-    float scale = 1.0f / sqrtf((float)head_dim);
-    int64_t rows = n * q_heads;
-#pragma omp parallel num_threads(threads) AL_CPU_PARALLEL_IF(slots_read * q_heads * head_dim)
-    {
-        float *scores = scratch + (size_t)omp_get_thread_num() * (size_t)longest;
-#pragma omp for schedule(dynamic, DECODE_ROWS_PER_TASK)
-        for (int64_t row = 0; row < rows; row++) {
-            int64_t i = row / q_heads;
-            int h = (int)(row % q_heads);
-            struct query_view view = {cache, seq[i], pos[i], kv_heads, h / group, head_dim, scale};
-            attend_over_cache(&view, (float *)out + row * head_dim, scores, (const float *)q + row * head_dim);
-        }
+    int64_t scores_per_thread = AL_ATTENTION_BLOCK_ROWS * longest;
+    float *scores = malloc((size_t)threads * (size_t)scores_per_thread * sizeof(float));
+    int64_t *bounds = malloc((size_t)threads * 2 * AL_ATTENTION_BLOCK_ROWS * sizeof(int64_t));
+    int64_t *starts = malloc((size_t)(n + 1) * sizeof(int64_t));
+    if (!scores || !bounds || !starts) {
+        free(scores);
+        free(bounds);
+        free(starts);
+        return al_fail("%s: out of memory for %d threads' score blocks of %lld keys", op, threads,
+                       (long long)longest);
     }
-    free(scratch);
+
+    int64_t runs = find_runs(seq, pos, n, starts);
+    int64_t stride = (int64_t)q_heads * head_dim;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) AL_CPU_PARALLEL_IF(slots_read * q_heads * head_dim)
+    for (int64_t task = 0; task < runs * q_heads; task++) {
+        int thread = omp_get_thread_num();
+        int64_t run = task / q_heads, i0 = starts[run];
+        int h = (int)(task % q_heads);
+        struct al_attention_block b = run_block(cache, q, seq, pos, i0, starts[run + 1] - i0, h, q_heads, kv_heads,
+                                                head_dim, bounds + thread * 2 * AL_ATTENTION_BLOCK_ROWS);
+        al_attention_block_forward(&b, scores + thread * scores_per_thread, (float *)out + i0 * stride + h * head_dim,
+                                   stride, NULL, 0);
+    }
+    free(scores);
+    free(bounds);
+    free(starts);
     return 0;
 }

@@ -1,9 +1,8 @@
 /* Linear layer with optional bias and LoRA:
  *   y = x W^T + bias + scale * (drop(x) A^T) B^T
- * Every product is one cblas_sgemm (row-major). Dropout is counter-based: element e of x
+ * Every product is one al_cpu_gemm (cpu_gemm.c, row-major). Dropout is counter-based: element e of x
  * (flat index t * in + c) is kept when al_hash_uniform(seed, e) >= dropout, so backward
  * regenerates exactly the forward mask without storing it. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,7 +68,7 @@ int al_cpu_linear_forward(struct al_backend *backend, void *y, const void *x, co
         broadcast_bias(y, bias, n, out);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in, weight, in, beta, y, out);
+    al_cpu_gemm(false, true, n, out, in, 1.0f, x, in, weight, in, beta, y, out);
     if (!lora)
         return 0;
 
@@ -79,10 +78,8 @@ int al_cpu_linear_forward(struct al_backend *backend, void *y, const void *x, co
         return -1;
     int rank = lora->rank;
     /* xa = drop(x) A^T is kept for backward (dB needs it); y += scale * xa B^T. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, rank, in, 1.0f, input, in, lora->A, in, 0.0f,
-                lora->xa, rank);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, rank, lora->scale, lora->xa, rank, lora->B,
-                rank, 1.0f, y, out);
+    al_cpu_gemm(false, true, n, rank, in, 1.0f, input, in, lora->A, in, 0.0f, lora->xa, rank);
+    al_cpu_gemm(false, true, n, out, rank, lora->scale, lora->xa, rank, lora->B, rank, 1.0f, y, out);
     free(owned);
     return 0;
 }
@@ -94,16 +91,14 @@ static int add_lora_input_gradient(const char *op, float *dx, const float *g, co
 {
     int rank = lora->rank;
     if (lora->dropout == 0.0f) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, rank, lora->scale, g, rank, lora->A, in,
-                    1.0f, dx, in);
+        al_cpu_gemm(false, false, n, in, rank, lora->scale, g, rank, lora->A, in, 1.0f, dx, in);
         return 0;
     }
     int64_t count = n * in;
     float *through_a = malloc((size_t)count * sizeof(float));
     if (!through_a)
         return al_fail("%s: out of memory for a %lld x %d LoRA input gradient", op, (long long)n, in);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, rank, 1.0f, g, rank, lora->A, in, 0.0f,
-                through_a, in);
+    al_cpu_gemm(false, false, n, in, rank, 1.0f, g, rank, lora->A, in, 0.0f, through_a, in);
 #pragma omp parallel for schedule(static) AL_CPU_PARALLEL_IF(count)
     for (int64_t e = 0; e < count; e++)
         dx[e] += lora->scale * (through_a[e] * dropout_factor(lora, (uint64_t)e));
@@ -117,21 +112,18 @@ static int lora_backward(const char *op, float *dx, const float *dy, const float
                          const struct al_lora_args *lora, int64_t n, int in, int out)
 {
     int rank = lora->rank;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, rank, (int)n, lora->scale, dy, out, lora->xa, rank,
-                1.0f, lora->dB, rank);
+    al_cpu_gemm(true, false, out, rank, n, lora->scale, dy, out, lora->xa, rank, 1.0f, lora->dB, rank);
 
     float *g = malloc((size_t)n * (size_t)rank * sizeof(float));
     if (!g)
         return al_fail("%s: out of memory for a %lld x %d LoRA gradient", op, (long long)n, rank);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, rank, out, 1.0f, dy, out, lora->B, rank, 0.0f, g,
-                rank);
+    al_cpu_gemm(false, false, n, rank, out, 1.0f, dy, out, lora->B, rank, 0.0f, g, rank);
 
     float *owned = NULL;
     const float *input = dropped_input(op, lora, x, n, in, &owned);
     int status = input ? 0 : -1;
     if (input)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rank, in, (int)n, lora->scale, g, rank, input, in,
-                    1.0f, lora->dA, in);
+        al_cpu_gemm(true, false, rank, in, n, lora->scale, g, rank, input, in, 1.0f, lora->dA, in);
     free(owned);
     if (status == 0 && dx)
         status = add_lora_input_gradient(op, dx, g, lora, n, in);
@@ -154,8 +146,7 @@ int al_cpu_linear_backward(struct al_backend *backend, void *dx, int accumulate_
 
     /* dx = dy W, or dx += dy W when q, k and v share the input. */
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, in, out, 1.0f, dy, out, weight, in,
-                    accumulate_dx ? 1.0f : 0.0f, dx, in);
+        al_cpu_gemm(false, false, n, in, out, 1.0f, dy, out, weight, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
     if (!lora)
         return 0;
     return lora_backward(op, dx, dy, x, lora, n, in, out);

@@ -9,6 +9,7 @@
 #ifndef AGENTLORA_CPU_OPS_H
 #define AGENTLORA_CPU_OPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "backend/backend.h"
@@ -23,6 +24,19 @@
  * token). How a loop is split never changes its results, only its speed. */
 #define AL_CPU_PARALLEL_MIN_WORK 32768
 #define AL_CPU_PARALLEL_IF(work) if ((int64_t)(work) >= AL_CPU_PARALLEL_MIN_WORK)
+
+/* ---- cpu_gemm.c ---- */
+/* Rows (or columns) of C per GEMM block: large enough for BLAS speed, small enough that a
+ * token-sized product splits across threads. */
+#define AL_CPU_GEMM_BLOCK 128
+
+/* Keeps OpenBLAS to one thread; the backend calls it once at creation. */
+void al_cpu_gemm_init(void);
+
+/* C = alpha op(A) op(B) + beta C, row-major (op(A) is m x k, op(B) k x n), threaded over
+ * fixed blocks, with the same bits for any thread count. */
+void al_cpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* Checks shared by the ops: a message naming the op, and -1, on a bad argument. */
 int al_cpu_check_shape(const char *op, int64_t n, int dim);

@@ -274,10 +274,8 @@ static const struct al_backend_ops cuda_ops = {
     al_cuda_lm_head_cross_entropy,
     al_cuda_sum_squares,
     al_cuda_adamw,
-    /* KV-cache decoding is not implemented on CUDA yet (unfinished: generation runs on the
-     * CPU); al_decoder_create refuses a backend whose decode ops are NULL, naming them. */
-    nullptr, /* kv_cache_write */
-    nullptr, /* decode_attention */
+    al_cuda_kv_cache_write,
+    al_cuda_decode_attention,
 };
 
 extern "C" struct al_backend *al_backend_cuda_create(int device_index)

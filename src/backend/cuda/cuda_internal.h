@@ -123,6 +123,12 @@ int al_cuda_lm_head_cross_entropy(struct al_backend *backend, float *loss_sum, v
 int al_cuda_sum_squares(struct al_backend *backend, float *out, const float *x, int64_t n);
 int al_cuda_adamw(struct al_backend *backend, float *param, const float *grad, float *m, float *v, int64_t n,
                   float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t step);
+int al_cuda_kv_cache_write(struct al_backend *backend, const struct al_kv_cache_layer *cache, const void *k,
+                           const void *v, const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
+                           int head_dim);
+int al_cuda_decode_attention(struct al_backend *backend, void *out, const void *q,
+                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos, int64_t n,
+                             int q_heads, int kv_heads, int head_dim);
 
 /* Shared argument check: a message naming the op, and -1, on a bad shape. */
 int al_cuda_check_shape(const char *op, int64_t n, int dim);

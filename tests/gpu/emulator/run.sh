@@ -42,7 +42,8 @@ for f in $E/emu_runtime.cc $E/emu_fake_runtime.cc $E/emu_gemm.cc; do
   compile "$f" $B/obj/$(basename "$f" .cc).o g++ $CXXFLAGS & pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-for f in src/core/*.c src/backend/backend.c src/backend/cpu/*.c tests/support/test_support.c tests/gpu/*.c; do
+# src/model for the decoder test (test_gpu_decoder.c): the model code is plain C over the ops.
+for f in src/core/*.c src/model/*.c src/backend/backend.c src/backend/cpu/*.c tests/support/test_support.c tests/gpu/*.c; do
   compile "$f" $B/obj/c_$(echo "$f" | tr / _).o gcc $CFLAGS
 done
 g++ $CXXFLAGS -o $B/arena_check $E/arena_check.cc $B/obj/cuda_arena.o $B/obj/cuda_check.o \
