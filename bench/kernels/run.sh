@@ -10,8 +10,5 @@ for f in $LIB_C $CUDA_SRC bench/kernels/bench_cuda_ops.c; do
   objects="$objects $BUILD/$f.o"
 done
 make --no-print-directory BUILD=$BUILD CUDA=1 LIB_C="$LIB_C" LIB_CXX="" $objects
-CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
-g++ -fopenmp -o $BUILD/bench_cuda_ops $objects \
-  $(pkg-config --libs libcjson sentencepiece libpcre2-8 openblas) \
-  -L"$CUDA_HOME/lib64" -Wl,-rpath,"$CUDA_HOME/lib64" -lcublasLt -lcublas -lcudart -lm
+g++ -fopenmp -o $BUILD/bench_cuda_ops $objects $(make --no-print-directory -s CUDA=1 print-ldlibs)
 exec $BUILD/bench_cuda_ops "$@"
