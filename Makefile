@@ -146,10 +146,26 @@ test-gpu: agentlora $(BUILD)/test_gpu
 test-gpu-emulated:
 	tests/gpu/emulator/run.sh
 
-# Per-kernel benchmarks of the CUDA backend (needs a GPU). The end-to-end comparison with
-# transformers + PEFT is not built yet (bench/RESULTS.md).
+# Benchmarks (need a GPU): each CUDA kernel at Llama-3-8B shapes, then training end to end
+# on random models with the shapes of Llama-3.2-1B, Llama-3.1-8B and Qwen2.5-7B, then the
+# same with transformers + PEFT when Python has torch, transformers and peft, and the two
+# side by side (bench/compare.py). Results go to build/bench-*.jsonl; bench/RESULTS.md says
+# how they were recorded.
+BENCH_PRESETS := llama-3.2-1b llama-3.1-8b qwen2.5-7b
+PYTHON ?= python3
+
 bench: agentlora
 	bench/kernels/run.sh
+	for p in $(BENCH_PRESETS); do \
+	  bench/e2e/run.sh --device cuda --preset $$p --seq 4096 --micro-batch 1,2,4 --out build/bench-e2e.jsonl || exit 1; \
+	done
+	@if $(PYTHON) -c "import torch, transformers, peft" 2>/dev/null; then \
+	  for p in $(BENCH_PRESETS); do \
+	    $(PYTHON) bench/baseline_peft.py --device cuda --preset $$p --seq 4096 --micro-batch 1,2,4 \
+	      --out build/bench-peft.jsonl || exit 1; \
+	  done; \
+	else echo "bench: $(PYTHON) lacks torch/transformers/peft; skipping the PEFT baseline"; fi
+	$(PYTHON) bench/compare.py build/bench-e2e.jsonl $$(ls build/bench-peft.jsonl 2>/dev/null)
 
 # The libraries a program linking the engine's objects needs (bench/kernels/run.sh).
 print-ldlibs:

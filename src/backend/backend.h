@@ -180,6 +180,13 @@ struct al_backend_ops {
     int (*decode_attention)(struct al_backend *backend, void *out, const void *q,
                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
                             int64_t n, int q_heads, int kv_heads, int head_dim);
+
+    /* ---- memory accounting (optional: NULL where the backend keeps none, as the CPU's) ----
+     * Bytes of backend memory allocated now (scratch included), and the most allocated at
+     * once since the backend was created or since the last call with reset_peak non-zero,
+     * which restarts the peak from the current figure. What a benchmark reports as peak
+     * memory (the analogue of torch.cuda.max_memory_allocated). */
+    int (*memory_stats)(struct al_backend *backend, size_t *in_use, size_t *peak_in_use, int reset_peak);
 };
 
 struct al_backend {

@@ -1,8 +1,6 @@
 /* agentlora: the command-line entry point. Each subcommand lives in its own file. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend/cpu/cpu_blas_core.h"
 #include "cli/cli.h"
@@ -30,23 +28,9 @@ static void print_usage(FILE *out)
                  "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n");
 }
 
-/* OpenBLAS reads OPENBLAS_CORETYPE only when it loads: when it chose slower kernels than
- * the CPU runs (see cpu_blas_core.c), the process starts itself again with the better ones
- * named. A value already set (by the user, or by the first start) is left alone, and a
- * failed restart just carries on with the slower kernels. */
-static void use_the_fastest_blas_kernels(char **argv)
-{
-    if (getenv("OPENBLAS_CORETYPE"))
-        return;
-    const char *core = al_cpu_blas_better_core();
-    if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv)
 {
-    use_the_fastest_blas_kernels(argv);
+    al_cpu_blas_use_best_kernels(argv);
     if (argc < 2) {
         print_usage(stderr);
         return AL_EXIT_USAGE;

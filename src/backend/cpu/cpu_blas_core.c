@@ -7,8 +7,10 @@
  * environment variable, so the CLI asks here and restarts itself with it set. */
 #include <cblas.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "backend/cpu/cpu_blas_core.h"
 
@@ -44,4 +46,14 @@ const char *al_cpu_blas_better_core(void)
         return "Haswell";
 #endif
     return NULL;
+}
+
+void al_cpu_blas_use_best_kernels(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE"))
+        return;
+    const char *core = al_cpu_blas_better_core();
+    if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
 }

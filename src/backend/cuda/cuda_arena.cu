@@ -24,6 +24,8 @@ struct al_cuda_arena {
     void **chunks;
     int chunk_count;
     size_t grow_bytes;
+    size_t in_use;      /* bytes of live blocks (rounded sizes), for memory_stats */
+    size_t peak_in_use; /* the most in_use has been since creation or the last reset */
 };
 
 static size_t round_up(size_t bytes)
@@ -144,6 +146,9 @@ void *al_cuda_arena_alloc(struct al_cuda_arena *arena, size_t bytes)
         block->size = size;
     }
     block->free = 0;
+    arena->in_use += block->size;
+    if (arena->in_use > arena->peak_in_use)
+        arena->peak_in_use = arena->in_use;
     return block->base;
 }
 
@@ -160,6 +165,7 @@ int al_cuda_arena_free(struct al_cuda_arena *arena, void *ptr)
     if (!block || block->free)
         return -1;
     block->free = 1;
+    arena->in_use -= block->size;
     if (mergeable(block, block->next)) {
         block->size += block->next->size;
         unlink_block(arena, block->next);
@@ -169,4 +175,12 @@ int al_cuda_arena_free(struct al_cuda_arena *arena, void *ptr)
         unlink_block(arena, block);
     }
     return 0;
+}
+
+void al_cuda_arena_usage(struct al_cuda_arena *arena, size_t *in_use, size_t *peak_in_use, int reset_peak)
+{
+    *in_use = arena->in_use;
+    *peak_in_use = arena->peak_in_use;
+    if (reset_peak)
+        arena->peak_in_use = arena->in_use;
 }

@@ -183,6 +183,12 @@ static int cuda_synchronize(struct al_backend *backend)
     return 0;
 }
 
+static int cuda_memory_stats(struct al_backend *backend, size_t *in_use, size_t *peak_in_use, int reset_peak)
+{
+    al_cuda_arena_usage(al_cuda_of(backend)->arena, in_use, peak_in_use, reset_peak);
+    return 0;
+}
+
 /* ---- lifetime ---- */
 
 static void destroy_context(struct al_cuda *cuda)
@@ -276,6 +282,7 @@ static const struct al_backend_ops cuda_ops = {
     al_cuda_adamw,
     al_cuda_kv_cache_write,
     al_cuda_decode_attention,
+    cuda_memory_stats,
 };
 
 extern "C" struct al_backend *al_backend_cuda_create(int device_index)

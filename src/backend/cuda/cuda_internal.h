@@ -66,6 +66,9 @@ void al_cuda_arena_destroy(struct al_cuda_arena *arena);
 void *al_cuda_arena_alloc(struct al_cuda_arena *arena, size_t bytes);
 /* -1 (no message) when ptr did not come from this arena or is already free. */
 int al_cuda_arena_free(struct al_cuda_arena *arena, void *ptr);
+/* Bytes in live blocks now and at most since creation or the last reset_peak (which
+ * restarts the peak from the current use). Reserved-but-free chunk space is not counted. */
+void al_cuda_arena_usage(struct al_cuda_arena *arena, size_t *in_use, size_t *peak_in_use, int reset_peak);
 
 /* Scratch for one op: freed with al_cuda_scratch_free once the op's kernels are queued.
  * Reuse is safe without a synchronisation because every kernel runs on the one stream. */
