@@ -7,6 +7,7 @@
 #   make test-asan  the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-gpu   the GPU suite (tests/gpu), needs an NVIDIA GPU
 #   make test-gpu-emulated  the GPU suite with kernels emulated on the CPU (slow; no GPU needed)
+#   make gpu-bundle build/gpu-bundle: everything bench/gpu/check.sh runs on a GPU machine
 #   make bench      kernel and end-to-end benchmarks (bench/)
 #   make demo       the README's first command: set-up, build, and the main job
 #   make clean
@@ -18,7 +19,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
 
 DEB_PACKAGES := build-essential pkg-config libcjson-dev libsentencepiece-dev libpcre2-dev \
-                libopenblas-openmp-dev libcriterion-dev libutf8proc-dev
+                libopenblas-openmp-dev libcriterion-dev libutf8proc-dev patchelf
 PKGS := libcjson sentencepiece libpcre2-8 openblas criterion libutf8proc
 
 # CUDA=0 forces a CPU-only build even when nvcc exists (the sanitizer build uses it).
@@ -66,6 +67,9 @@ NVCCFLAGS := -std=c++17 -O3 $(NVCC_GENCODE) -Iinclude -Isrc -Ikernels -DAL_HAVE_
 LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -ldl -lrt
 endif
 
+# `make test` builds the GPU bundle and tests it whenever the CUDA backend is built.
+GPU_BUNDLE_FOR_TEST := $(if $(strip $(CUDA_SRC)),gpu-bundle)
+
 LIB_C   := $(filter-out src/cli/%,$(shell find src -name '*.c' -not -path 'src/backend/cuda/*' | sort))
 LIB_CXX := $(shell find src -name '*.cc' | sort)
 CLI_C   := $(wildcard src/cli/*.c)
@@ -78,7 +82,7 @@ CLI_OBJ  := $(call obj,$(CLI_C))
 TEST_OBJ := $(call obj,$(TEST_C))
 GPU_TEST_OBJ := $(call obj,$(GPU_TEST_C))
 
-.PHONY: all deps test test-asan test-gpu test-gpu-emulated bench demo clean print-ldlibs
+.PHONY: all deps test test-asan test-gpu test-gpu-emulated gpu-bundle bench demo clean print-ldlibs
 all: agentlora
 
 ifeq ($(BUILD),build)
@@ -125,8 +129,8 @@ AL_SHARED_DIR ?= $(abspath ../shared)
 export AL_SHARED_DIR
 TEST_ENV := OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
 
-test: agentlora $(BUILD)/test_runner
-	$(TEST_ENV) AL_CLI=./agentlora ./$(BUILD)/test_runner --jobs 2
+test: agentlora $(BUILD)/test_runner $(GPU_BUNDLE_FOR_TEST)
+	$(TEST_ENV) AL_CLI=./agentlora AL_GPU_BUNDLE=$(BUILD)/gpu-bundle ./$(BUILD)/test_runner --jobs 2
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan:
@@ -145,6 +149,36 @@ test-gpu: agentlora $(BUILD)/test_gpu
 # over the real host glue (minutes; checks kernel logic only, not a substitute for a GPU).
 test-gpu-emulated:
 	tests/gpu/emulator/run.sh
+
+# The GPU bundle (bench/gpu/README.md): the programs bench/gpu/check.sh runs, linked from
+# the objects above, plus the libraries a CUDA 13 Ubuntu image lacks, copied with patchelf-set
+# rpaths ($$ORIGIN/lib). Built by `make test` when the CUDA backend is, so CI checks it
+# (tests/integration/test_gpu_bundle.c).
+GPU_BUNDLE := $(BUILD)/gpu-bundle
+GPU_BUNDLE_PROGRAMS := agentlora $(BUILD)/test_gpu $(BUILD)/bench_train $(BUILD)/bench_cuda_ops \
+                       $(BUILD)/gpu_check $(BUILD)/device_probe
+GPU_CHECK_OBJ := $(call obj,$(wildcard bench/gpu/*.c))
+ifneq ($(strip $(CUDA_SRC)),)
+gpu-bundle: $(GPU_BUNDLE_PROGRAMS)
+	bench/gpu/make_bundle.sh $(GPU_BUNDLE) $^
+else
+gpu-bundle:
+	@echo "gpu-bundle: needs the CUDA backend (nvcc on the PATH and CUDA=1)"; exit 1
+endif
+
+$(BUILD)/bench_train: $(LIB_OBJ) $(call obj,bench/e2e/bench_train.c)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_cuda_ops: $(LIB_OBJ) $(call obj,bench/kernels/bench_cuda_ops.c)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/gpu_check: $(LIB_OBJ) $(GPU_CHECK_OBJ)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Only the CUDA runtime (static, nvcc's default) and cuBLAS: no engine code.
+$(BUILD)/device_probe: bench/gpu/device_probe.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -std=c++17 -O2 $(NVCC_GENCODE) -o $@ $< -lcublas
 
 # Benchmarks (need a GPU): each CUDA kernel at Llama-3-8B shapes, then training end to end
 # on random models with the shapes of Llama-3.2-1B, Llama-3.1-8B and Qwen2.5-7B, then the
