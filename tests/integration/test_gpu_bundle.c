@@ -2,7 +2,8 @@
  * GPU: a copy of it in a fresh folder (as it arrives on a GPU machine) has every program and
  * every bundled library resolve each library it needs either inside the copy or from the
  * list of libraries a CUDA 13 GPU machine provides (never from this machine's own copies
- * of the bundled ones, never "not found"); and its check.sh runs the CPU-side phases,
+ * of the bundled ones, never "not found"); its check_tools.py (which check.sh trusts) tells
+ * equal adapters and losses from differing ones; and its check.sh runs the CPU-side phases,
  * says plainly that the GPU phases did not run, and exits 0.
  *
  * The bundle is AL_GPU_BUNDLE (the Makefile sets it; `make test` builds the bundle when
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,5 +209,56 @@ Test(gpu_bundle, check_sh_without_a_gpu_runs_the_cpu_phases_and_exits_0, .timeou
     cJSON_Delete(summary);
     free(summary_path);
     free(output);
+    free(bundle);
+}
+
+/* A one-tensor F32 safetensors file holding values (header padded to 8 bytes). */
+static char *write_adapter(const char *dir, const char *name, const float values[2])
+{
+    const char header[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}    ";
+    uint64_t header_size = sizeof header - 1;
+    char bytes[8 + sizeof header - 1 + 8];
+    memcpy(bytes, &header_size, 8);
+    memcpy(bytes + 8, header, header_size);
+    memcpy(bytes + 8 + header_size, values, 8);
+    return test_write_file(dir, name, bytes, sizeof bytes);
+}
+
+/* check.sh's verdicts rest on check_tools.py: equal inputs pass, a difference fails and is
+ * measured (adapters: the largest absolute difference; losses: relative, against a tolerance). */
+Test(gpu_bundle, check_tools_detect_differences_in_adapters_and_losses, .timeout = 30)
+{
+    char *bundle = copy_bundle(), *dir = test_tmpdir(), *output;
+    const float a[2] = {1.0f, 2.0f}, b[2] = {1.0f, 2.5f};
+    char *pa = write_adapter(dir, "a.safetensors", a), *pb = write_adapter(dir, "b.safetensors", b);
+    cr_assert_eq(run_shell(&output, "python3 '%s/tools/check_tools.py' adapters '%s' '%s'", bundle, pa, pa), 0, "%s",
+                 output);
+    cr_expect_not_null(strstr(output, "\"identical\": true"), "%s", output);
+    free(output);
+    cr_assert_eq(run_shell(&output, "python3 '%s/tools/check_tools.py' adapters '%s' '%s'", bundle, pa, pb), 1, "%s",
+                 output);
+    cr_expect_not_null(strstr(output, "\"max_abs_difference\": 0.5"), "%s", output);
+    free(output);
+
+    const char cpu[] = "{\"kind\":\"train\",\"step\":1,\"loss\":2.0}\n{\"kind\":\"train\",\"step\":2,\"loss\":1.0}\n"
+                       "{\"kind\":\"eval\",\"step\":2,\"loss\":9.0}\n";
+    const char near[] = "{\"kind\":\"train\",\"step\":1,\"loss\":2.01}\n{\"kind\":\"train\",\"step\":2,\"loss\":1.01}\n";
+    const char far[] = "{\"kind\":\"train\",\"step\":1,\"loss\":2.0}\n{\"kind\":\"train\",\"step\":2,\"loss\":1.05}\n";
+    char *pc = test_write_file(dir, "cpu.jsonl", cpu, sizeof cpu - 1);
+    char *pn = test_write_file(dir, "near.jsonl", near, sizeof near - 1);
+    char *pf = test_write_file(dir, "far.jsonl", far, sizeof far - 1);
+    cr_expect_eq(run_shell(&output, "python3 '%s/tools/check_tools.py' losses '%s' '%s' --tolerance 0.02", bundle, pc,
+                           pn), 0, "%s", output);
+    free(output);
+    cr_expect_eq(run_shell(&output, "python3 '%s/tools/check_tools.py' losses '%s' '%s' --tolerance 0.02", bundle, pc,
+                           pf), 1, "%s", output);
+    cr_expect_not_null(strstr(output, "\"worst_step\": 2"), "%s", output);
+    free(output);
+    free(pa);
+    free(pb);
+    free(pc);
+    free(pn);
+    free(pf);
+    free(dir);
     free(bundle);
 }
