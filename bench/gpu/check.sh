@@ -102,27 +102,31 @@ phase_gpu_tests() {
   return $rc
 }
 
-sanitize() { # LABEL TOOL COMMAND...: one compute-sanitizer run; its error count into the numbers
-  local label=$1 tool=$2; shift 2
-  note "compute-sanitizer --tool $tool: $*"
+sanitize() { # LABEL TOOL SECONDS COMMAND...: one compute-sanitizer run, its error count into the numbers
+  local label=$1 tool=$2 seconds=$3; shift 3
+  note "compute-sanitizer --tool $tool (limit ${seconds}s): $*"
   local rc=0
-  "$SANITIZER" --tool "$tool" --target-processes all --error-exitcode 9 "$@" > "$SCRATCH/san-$label.log" 2>&1 || rc=$?
+  timeout --kill-after=3 "$seconds" "$SANITIZER" --tool "$tool" --target-processes all --error-exitcode 9 "$@" \
+    > "$SCRATCH/san-$label.log" 2>&1 || rc=$?
   tail -5 "$SCRATCH/san-$label.log"
+  [ $rc = 124 ] && echo "$label: timed out after ${seconds}s"
   numbers "${label}_rc=$rc" "${label}_summary=$(grep -o 'ERROR SUMMARY:.*' "$SCRATCH/san-$label.log" | tail -1)"
   return $rc
 }
 
+# Each run has its own limit, so a slow one (racecheck over the long attention tests) cannot
+# take the others' time; the cheapest run first.
 phase_sanitizer() {
   SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
   [ -n "$SANITIZER" ] || { echo "compute-sanitizer not found"; return 1; }
   local failed=0
-  sanitize memcheck_train_step memcheck "$BUNDLE/agentlora" train --model "$SCRATCH/tiny" \
+  sanitize memcheck_decode_step memcheck 15 "$BUNDLE/gpu_check" decode --model "$SCRATCH/tiny" --device "$DEVICE" \
+    --batch 3 --prompt 9 --new 1 || failed=1
+  sanitize memcheck_train_step memcheck 25 "$BUNDLE/agentlora" train --model "$SCRATCH/tiny" \
     --train_data "$BUNDLE/data/agentalign_sample.json" --chat_format chatml-qwen2.5 --max_len 1024 --max_steps 1 \
     --device "$DEVICE" --output_dir "$SCRATCH/san-runs" --run_name memcheck --save_every 0 || failed=1
-  sanitize memcheck_decode_step memcheck "$BUNDLE/gpu_check" decode --model "$SCRATCH/tiny" --device "$DEVICE" \
-    --batch 3 --prompt 9 --new 1 || failed=1
-  sanitize racecheck_attention racecheck "$BUNDLE/test_gpu" --jobs 1 --filter 'gpu_ops/attention_*' || failed=1
-  sanitize racecheck_decode racecheck "$BUNDLE/test_gpu" --jobs 1 --filter 'gpu_decode/*' || failed=1
+  sanitize racecheck_decode racecheck 15 "$BUNDLE/test_gpu" --jobs 1 --filter 'gpu_decode/*' || failed=1
+  sanitize racecheck_attention racecheck 30 "$BUNDLE/test_gpu" --jobs 1 --filter 'gpu_ops/attention_*' || failed=1
   return $failed
 }
 
@@ -289,6 +293,7 @@ fi
 GPU_NAME=$([ -z "$GPU_REASON" ] && head -1 "$OUT/logs/nvidia-smi-L.log" || echo none)
 
 commit=$(sed -n 's/^commit: //p' "$BUNDLE/BUNDLE.txt" 2>/dev/null)
+export AL_BENCH_COMMIT=${commit:-unknown}  # bench_train's "commit" (there may be no git here)
 "$PYTHON" - "$OUT/header.json" "$commit" "$GPU_NAME" "$TOTAL_BUDGET" <<'EOF'
 import json, socket, sys, time
 json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": sys.argv[2] or "unknown",
