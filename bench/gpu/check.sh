@@ -268,13 +268,13 @@ mkdir -p "$SCRATCH"
 trap 'rm -rf "$SCRATCH"' EXIT
 export OUT SCRATCH PYTHON
 
-# cuBLAS and cudart come from the machine: when the loader does not find them, look in the
+# cuBLAS comes from the machine: when the loader does not find it, look in the
 # CUDA toolkit folders and in the nvidia-* wheels PyTorch installs.
 if ldd "$BUNDLE/agentlora" | grep -q "libcublas.*not found"; then
   for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda*/targets/x86_64-linux/lib \
            $("$PYTHON" -c 'import glob, site
 print(" ".join(d for s in site.getsitepackages() for d in glob.glob(s + "/nvidia/*/lib")))' 2>/dev/null); do
-    if ls "$d"/libcublas.so.13 "$d"/libcudart.so.13 >/dev/null 2>&1 || ls "$d"/libcublasLt.so.13 >/dev/null 2>&1; then
+    if ls "$d"/libcublas.so.13 >/dev/null 2>&1 || ls "$d"/libcublasLt.so.13 >/dev/null 2>&1; then
       LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
   done
