@@ -101,8 +101,17 @@ int al_checkpoint_restore(const struct al_checkpoint *checkpoint, struct al_lora
  * at all (a fresh start); -1 when there are checkpoints but none is intact. */
 int al_checkpoint_find_resume(const char *run_dir, char **path);
 
+/* Removes what killed processes leave in a run folder: checkpoint-<step>.tmp,
+ * .deleting and .old folders (an .old one whose checkpoint-<step> is missing is renamed
+ * back instead: it is that step's only copy) and the temporary files of atomic writes
+ * (<name>.tmp.<pid>, e.g. latest.tmp.<pid>). What cannot be removed is left with a
+ * warning. Only for a run folder no live process writes to (hold its lock). Returns how
+ * many entries were removed, -1 when the folder cannot be listed. */
+int al_checkpoint_clean_leftovers(const char *run_dir);
+
 /* Deletes all but the newest keep checkpoints (never the one `latest` names) and any
- * leftover temporary folders. */
+ * leftovers (al_checkpoint_clean_leftovers). A checkpoint that cannot be deleted is a
+ * warning, not an error: it stays, and the newer ones are safe. */
 int al_checkpoint_prune(const char *run_dir, int64_t keep);
 /* The same, also never deleting the checkpoints of the protected steps (they do not count
  * against keep: the newest keep others are kept too). */
