@@ -3,7 +3,8 @@
  *   - one process at a time: the run holds an flock on <run folder>/run.lock for its whole
  *     life, and writes its pid, host and start time into that file. A second `train` on
  *     the same folder is refused at once with those details. The lock dies with its
- *     process (SIGKILL included), so a killed run never blocks `--resume auto`.
+ *     process (SIGKILL included), so a killed run never blocks `--resume auto`. On a
+ *     file system without flock the run goes on with a warning.
  *   - debris of killed processes (checkpoint-<step>.tmp / .deleting / .old,
  *     latest.tmp.<pid>, ...) is cleaned when the next run takes the lock.
  *   - a fresh run (resume empty) into a folder that holds checkpoints is refused, naming

@@ -64,6 +64,12 @@ static void describe_holder(int fd, char *out, size_t capacity)
         snprintf(out, capacity, "it has not written its pid yet");
 }
 
+/* Some network and FUSE file systems have no flock: a run there goes on, with a warning. */
+static bool locks_unsupported(int error)
+{
+    return error == ENOLCK || error == EOPNOTSUPP || error == ENOSYS;
+}
+
 static int take_lock(struct al_run_folder *folder)
 {
     char *path = al_path_join(folder->path, AL_RUN_LOCK_FILE);
@@ -76,8 +82,11 @@ static int take_lock(struct al_run_folder *folder)
         return -1;
     }
     free(path);
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int lock_errno = errno;
+    int lock_errno = flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : errno;
+    if (lock_errno != 0 && locks_unsupported(lock_errno)) {
+        al_log_warn("%s: this file system cannot lock files (%s); nothing keeps a second run out of this folder",
+                    folder->path, strerror(lock_errno));
+    } else if (lock_errno != 0) {
         char holder[HOLDER_TEXT_MAX];
         describe_holder(fd, holder, sizeof holder);
         close(fd);
