@@ -8,6 +8,7 @@
  *     trainer_state.json            step, counters, RNG states, data cursor, schedule, config
  *     MANIFEST                      size and CRC-32C of every other file; written last
  *   latest                          "checkpoint-<step>": the newest complete checkpoint
+ *   run.lock                        held (flock) by the run using the folder (run_folder.h)
  *
  * Crash safety: a checkpoint is written under checkpoint-<step>.tmp, every file fsynced
  * (al_file_write_atomic), the folder fsynced and renamed, the run folder fsynced, and only
