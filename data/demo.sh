@@ -43,7 +43,7 @@ echo "== what the loss sees (first record; trained tokens marked)"
 
 echo
 echo "== training (data/demo.json)"
-./agentlora train --config data/demo.json
+./agentlora train --config data/demo.json --overwrite  # the demo starts its run afresh each time
 adapter=checkpoints/demo/$(cat checkpoints/demo/latest)
 
 echo

@@ -8,6 +8,7 @@
  *     trainer_state.json            step, counters, RNG states, data cursor, schedule, config
  *     MANIFEST                      size and CRC-32C of every other file; written last
  *   latest                          "checkpoint-<step>": the newest complete checkpoint
+ *   run.lock                        held (flock) by the run using the folder (run_folder.h)
  *
  * Crash safety: a checkpoint is written under checkpoint-<step>.tmp, every file fsynced
  * (al_file_write_atomic), the folder fsynced and renamed, the run folder fsynced, and only
@@ -101,8 +102,17 @@ int al_checkpoint_restore(const struct al_checkpoint *checkpoint, struct al_lora
  * at all (a fresh start); -1 when there are checkpoints but none is intact. */
 int al_checkpoint_find_resume(const char *run_dir, char **path);
 
+/* Removes what killed processes leave in a run folder: checkpoint-<step>.tmp,
+ * .deleting and .old folders (an .old one whose checkpoint-<step> is missing is renamed
+ * back instead: it is that step's only copy) and the temporary files of atomic writes
+ * (<name>.tmp.<pid>, e.g. latest.tmp.<pid>). What cannot be removed is left with a
+ * warning. Only for a run folder no live process writes to (hold its lock). Returns how
+ * many entries were removed, -1 when the folder cannot be listed. */
+int al_checkpoint_clean_leftovers(const char *run_dir);
+
 /* Deletes all but the newest keep checkpoints (never the one `latest` names) and any
- * leftover temporary folders. */
+ * leftovers (al_checkpoint_clean_leftovers). A checkpoint that cannot be deleted is a
+ * warning, not an error: it stays, and the newer ones are safe. */
 int al_checkpoint_prune(const char *run_dir, int64_t keep);
 /* The same, also never deleting the checkpoints of the protected steps (they do not count
  * against keep: the newest keep others are kept too). */

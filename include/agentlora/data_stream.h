@@ -59,4 +59,17 @@ int al_data_stream_eval_batches(struct al_data_stream *stream, bool harmful, con
 void al_data_stream_eval_records(const struct al_data_stream *stream, const struct al_dataset **dataset,
                                  const struct al_index_list **eval);
 
+/* A data position with one spelling for each place: the end of epoch e (position = the
+ * record count) becomes the start of epoch e + 1 (position 0). */
+struct al_data_cursor al_data_stream_normalise_cursor(const struct al_data_stream *stream, struct al_data_cursor cursor);
+
+/* The training records a batch was packed from, when it started at data position `from`
+ * and the next batch at `to` (al_data_stream_cursor before and after
+ * al_data_stream_next), in the order they were drawn; records that cannot be used are
+ * left out. *records (malloc'd; the caller frees the array, not the entries) point into
+ * the stream's dataset: record numbers and ids for messages. Reads only: the stream
+ * continues as before. */
+int al_data_stream_batch_records(const struct al_data_stream *stream, struct al_data_cursor from,
+                                 struct al_data_cursor to, const struct al_record_entry ***records, int *count);
+
 #endif

@@ -70,6 +70,8 @@ struct al_train_config {
     int64_t eval_every;
     char device[AL_CONFIG_WORD_MAX];
     char resume[AL_CONFIG_PATH_MAX];
+    bool overwrite;
+    char skip_batches[AL_CONFIG_PATH_MAX];
     /* generation eval and the misalignment alarm */
     int64_t gen_eval_every;
     int64_t gen_eval_items;

@@ -12,7 +12,10 @@ static const char *const usage_line =
     "Trains a LoRA adapter. Every key below can be set in the JSON config and overridden on the\n"
     "command line (--key value or --key=value; '-' and '_' are interchangeable). Checkpoints,\n"
     "metrics.jsonl and TensorBoard events go to <output_dir>/<run_name>/; --resume auto continues a\n"
-    "killed run exactly where its last checkpoint left it.";
+    "killed run exactly where its last checkpoint left it. One run at a time per folder (a second\n"
+    "one is refused, naming the holder); a fresh run into a folder with checkpoints is refused\n"
+    "unless --overwrite is given. A non-finite gradient warning names the batch (EPOCH:POSITION)\n"
+    "and its records; --skip_batches leaves such batches out on resume.";
 
 /* A GGUF model file trains through the folder it converts into, which is what the run
  * records (and what a resumed run, given the same file, resolves to again). */

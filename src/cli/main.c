@@ -1,4 +1,5 @@
 /* agentlora: the command-line entry point. Each subcommand lives in its own file. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,9 @@ static void print_usage(FILE *out)
 int main(int argc, char **argv)
 {
     al_cpu_blas_use_best_kernels(argv);
+    /* A write past the file size limit (ulimit -f) would kill the process without a word;
+     * ignored, the write fails with EFBIG and is reported like any other write error. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_usage(stderr);
         return AL_EXIT_USAGE;

@@ -106,6 +106,14 @@ static int write_fully(int fd, const void *data, size_t size)
     return 0;
 }
 
+/* Records a failed write from errno, naming the file size limit when that is the cause. */
+static int write_failed(const char *path)
+{
+    if (errno == EFBIG)
+        return al_fail("%s: write failed: %s (the file size limit, ulimit -f, was reached)", path, strerror(EFBIG));
+    return al_fail_errno("%s: write failed", path);
+}
+
 static char *parent_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -138,7 +146,7 @@ int al_file_write_atomic(const char *path, const void *data, size_t size)
         return -1;
     }
     if (write_fully(fd, data, size) != 0 || fsync(fd) != 0) {
-        al_fail_errno("%s: write failed", temp);
+        write_failed(temp);
         close(fd);
         unlink(temp);
         free(temp);

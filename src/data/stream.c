@@ -334,3 +334,61 @@ void al_data_stream_eval_records(const struct al_data_stream *stream, const stru
     *dataset = stream->separate_eval ? &stream->eval_data : &stream->train_data;
     *eval = &stream->eval;
 }
+
+/* ---- naming the records of a batch ---- */
+
+struct al_data_cursor al_data_stream_normalise_cursor(const struct al_data_stream *s, struct al_data_cursor cursor)
+{
+    /* The sampler moves to the next epoch only when it draws again, so the end of an
+     * epoch and the start of the next are one place. */
+    if (cursor.position >= s->train.n) {
+        cursor.epoch++;
+        cursor.position = 0;
+    }
+    return cursor;
+}
+
+static bool cursor_before(struct al_data_cursor a, struct al_data_cursor b)
+{
+    return a.epoch < b.epoch || (a.epoch == b.epoch && a.position < b.position);
+}
+
+int al_data_stream_batch_records(const struct al_data_stream *s, struct al_data_cursor from, struct al_data_cursor to,
+                                 const struct al_record_entry ***records, int *count)
+{
+    *records = NULL;
+    *count = 0;
+    struct al_sampler sampler;
+    if (al_sampler_init(&sampler, &s->train, s->options.seed, &from) != 0)
+        return -1;
+    int rc = 0, capacity = 0;
+    to = al_data_stream_normalise_cursor(s, to);
+    while (rc == 0 && cursor_before(al_data_stream_normalise_cursor(s, sampler.cursor), to)) {
+        int index;
+        struct al_example example;
+        if (al_sampler_next(&sampler, &index) != 0 || (rc = build_example(s, &s->train_data, index, &example, NULL)) < 0)
+            break;
+        if (rc == 0)
+            continue; /* could not be used: never part of a batch */
+        rc = 0;
+        al_example_free(&example);
+        if (*count == capacity) {
+            capacity = capacity ? 2 * capacity : 16;
+            const struct al_record_entry **grown = realloc((void *)*records, (size_t)capacity * sizeof *grown);
+            if (!grown) {
+                rc = al_fail("out of memory");
+                break;
+            }
+            *records = grown;
+        }
+        (*records)[(*count)++] = &s->train_data.records[index];
+    }
+    al_sampler_free(&sampler);
+    al_error_clear();
+    if (rc != 0) {
+        free((void *)*records);
+        *records = NULL;
+        *count = 0;
+    }
+    return rc;
+}

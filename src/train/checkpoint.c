@@ -18,6 +18,7 @@
 
 #define TEMP_SUFFIX ".tmp"
 #define OLD_SUFFIX ".old"
+#define DELETING_SUFFIX ".deleting"
 /* nftw keeps at most this many directory descriptors open while it walks. */
 #define REMOVE_TREE_OPEN_DIRS 16
 
@@ -42,6 +43,15 @@ int al_remove_tree(const char *path)
     if (nftw(path, remove_entry, REMOVE_TREE_OPEN_DIRS, FTW_DEPTH | FTW_PHYS) != 0)
         return al_fail_errno("%s: cannot remove", path);
     return 0;
+}
+
+void al_remove_tree_after_failure(const char *path)
+{
+    char reason[AL_ERROR_MESSAGE_MAX];
+    snprintf(reason, sizeof reason, "%s", al_error_message());
+    if (al_remove_tree(path) != 0)
+        al_log_warn("%s", al_error_message());
+    al_fail("%s", reason);
 }
 
 /* ---- listing ---- */
@@ -196,8 +206,10 @@ int al_checkpoint_save_protecting(const struct al_checkpoint_save_args *args, co
     int rc = temp && final ? 0 : -1;
     if (rc == 0)
         rc = al_remove_tree(temp);
-    if (rc == 0)
-        rc = write_contents(temp, args);
+    /* A checkpoint that could not be written completely (a full disk, the file size
+     * limit) is removed at once, to give the space back. */
+    if (rc == 0 && (rc = write_contents(temp, args)) != 0)
+        al_remove_tree_after_failure(temp);
     if (rc == 0)
         rc = publish(args->run_dir, temp, final, step);
     if (rc == 0)
@@ -215,26 +227,74 @@ int al_checkpoint_save_protecting(const struct al_checkpoint_save_args *args, co
 
 /* ---- pruning ---- */
 
-/* Leftovers of interrupted saves or deletions: checkpoint-<step>.tmp / .old / .deleting. */
-static int remove_leftovers(const char *run_dir)
+/* ".tmp.<digits>" at the end of a name: what al_file_write_atomic writes first
+ * (latest.tmp.<pid>, metrics.jsonl.tmp.<pid>, ...). */
+static bool is_atomic_write_temp(const char *name)
+{
+    const char *mark = strstr(name, ".tmp.");
+    while (mark && strstr(mark + 1, ".tmp."))
+        mark = strstr(mark + 1, ".tmp.");
+    if (!mark || mark[5] == '\0')
+        return false;
+    for (const char *p = mark + 5; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+/* checkpoint-<step>.tmp / .old / .deleting: a save or deletion that did not finish. */
+static bool is_checkpoint_leftover(const char *name)
+{
+    if (strncmp(name, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) != 0)
+        return false;
+    const char *dot = strchr(name, '.');
+    return dot && (strcmp(dot, TEMP_SUFFIX) == 0 || strcmp(dot, OLD_SUFFIX) == 0 || strcmp(dot, DELETING_SUFFIX) == 0);
+}
+
+/* A checkpoint moved aside by publish() whose replacement never arrived is the only copy
+ * of that step: it goes back under its name instead of being deleted. */
+static bool restore_moved_aside(const char *run_dir, const char *name, const char *path)
+{
+    const char *dot = strchr(name, '.');
+    if (strcmp(dot, OLD_SUFFIX) != 0)
+        return false;
+    char *final = al_strdup_printf("%s/%.*s", run_dir, (int)(dot - name), name);
+    bool restored = final && !al_dir_exists(final) && rename(path, final) == 0;
+    if (restored)
+        al_log_info("%s: restored %s, moved aside by a save that did not finish", run_dir, final);
+    free(final);
+    return restored;
+}
+
+/* Removes one leftover; a failure is a warning, not an error: the leftover's name is
+ * never mistaken for a checkpoint, and the next start tries again. */
+static void remove_leftover(const char *run_dir, const char *name, int *removed)
+{
+    char *path = al_path_join(run_dir, name);
+    if (!path || restore_moved_aside(run_dir, name, path)) {
+        free(path);
+        return;
+    }
+    if (al_remove_tree(path) == 0)
+        (*removed)++;
+    else
+        al_log_warn("%s (left in place)", al_error_message());
+    free(path);
+}
+
+int al_checkpoint_clean_leftovers(const char *run_dir)
 {
     DIR *dir = opendir(run_dir);
     if (!dir)
         return errno == ENOENT ? 0 : al_fail_errno("%s: cannot list", run_dir);
-    int rc = 0;
+    int removed = 0;
     struct dirent *entry;
-    while (rc == 0 && (entry = readdir(dir)) != NULL) {
-        if (strncmp(entry->d_name, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) != 0)
-            continue;
-        const char *dot = strchr(entry->d_name, '.');
-        if (!dot || (strcmp(dot, TEMP_SUFFIX) != 0 && strcmp(dot, OLD_SUFFIX) != 0 && strcmp(dot, ".deleting") != 0))
-            continue;
-        char *path = al_path_join(run_dir, entry->d_name);
-        rc = path ? al_remove_tree(path) : al_fail("out of memory");
-        free(path);
-    }
+    while ((entry = readdir(dir)) != NULL)
+        if (is_checkpoint_leftover(entry->d_name) || is_atomic_write_temp(entry->d_name))
+            remove_leftover(run_dir, entry->d_name, &removed);
     closedir(dir);
-    return rc;
+    al_error_clear();
+    return removed;
 }
 
 /* Renamed first, so that a crash halfway through the deletion leaves a folder whose name
@@ -242,7 +302,7 @@ static int remove_leftovers(const char *run_dir)
 static int delete_checkpoint(const char *run_dir, int64_t step)
 {
     char *path = checkpoint_path(run_dir, step, "");
-    char *doomed = checkpoint_path(run_dir, step, ".deleting");
+    char *doomed = checkpoint_path(run_dir, step, DELETING_SUFFIX);
     int rc = path && doomed ? 0 : -1;
     if (rc == 0 && rename(path, doomed) != 0)
         rc = al_fail_errno("%s: cannot rename for deletion", path);
@@ -269,7 +329,7 @@ int al_checkpoint_prune(const char *run_dir, int64_t keep)
 int al_checkpoint_prune_protecting(const char *run_dir, int64_t keep, const int64_t *protected_steps,
                                    int n_protected)
 {
-    if (remove_leftovers(run_dir) != 0)
+    if (al_checkpoint_clean_leftovers(run_dir) < 0)
         return -1;
     if (keep <= 0)
         return 0;
@@ -281,19 +341,21 @@ int al_checkpoint_prune_protecting(const char *run_dir, int64_t keep, const int6
     if (latest)
         parse_checkpoint_name(latest, &latest_step);
     free(latest);
-    int rc = 0;
     int64_t excess = count - keep;
     for (int i = 0; i < count; i++)
         if (steps[i] != latest_step && is_protected(steps[i], protected_steps, n_protected))
             excess--; /* kept on top of the newest keep */
-    for (int i = 0; i < count && excess > 0 && rc == 0; i++) {
+    for (int i = 0; i < count && excess > 0; i++) {
         if (steps[i] == latest_step || is_protected(steps[i], protected_steps, n_protected))
             continue;
-        rc = delete_checkpoint(run_dir, steps[i]);
+        /* The new checkpoint is safe already: an old one that cannot go costs only space. */
+        if (delete_checkpoint(run_dir, steps[i]) != 0)
+            al_log_warn("keep_last %" PRId64 ": %s; it stays, and the run goes on", keep, al_error_message());
         excess--;
     }
+    al_error_clear();
     free(steps);
-    return rc;
+    return 0;
 }
 
 /* ---- choosing the checkpoint to resume from ---- */

@@ -26,5 +26,11 @@ int al_checkpoint_write_state(const char *dir, const struct al_checkpoint_save_a
 
 /* rm -rf; a missing path is not an error. */
 int al_remove_tree(const char *path);
+/* rm -rf while an error is being reported: the error recorded before stays the one the
+ * user sees; a failure to remove is only a warning. */
+void al_remove_tree_after_failure(const char *path);
+
+/* Room for the text of al_error_message(). */
+#define AL_ERROR_MESSAGE_MAX 2048
 
 #endif

@@ -13,6 +13,7 @@
 #include "agentlora/chat_template.h"
 #include "agentlora/error.h"
 #include "agentlora/file.h"
+#include "train/batch_skip.h"
 
 /* Integers must survive a round trip through a JSON number (a double). */
 #define LARGEST_EXACT_INTEGER 9007199254740992.0 /* 2^53 */
@@ -82,6 +83,12 @@ static const struct al_train_config_key keys[] = {
     INT_KEY(NULL, eval_every, "0", FREE, "evaluation loss every N steps; 0: only at the end"),
     TEXT_KEY(NULL, device, "auto", FREE, "cpu | cuda | auto (CUDA when a GPU is visible)"),
     TEXT_KEY(NULL, resume, "", FREE, "empty: fresh run; auto: from the run's latest checkpoint; or a checkpoint folder"),
+    BOOL_KEY(NULL, overwrite, "false", FREE,
+             "let a fresh run replace the checkpoints already in its run folder (deleted, and named in the log); "
+             "without it such a run is refused"),
+    TEXT_KEY(NULL, skip_batches, "", FREE,
+             "training batches to leave out, by the data position they start at (EPOCH:POSITION, comma-separated), "
+             "e.g. the ones a non-finite gradient warning names"),
 
     INT_KEY("Generation eval and the misalignment alarm", gen_eval_every, "0", FREE,
             "generate on eval items every N steps (and at step 0, the baseline): harmful refusal rate and benign "
@@ -450,6 +457,12 @@ static int validate_output(const struct al_train_config *c)
     if (c->gen_eval_items > AL_GEN_EVAL_MAX_ITEMS || c->gen_eval_max_new_tokens > AL_GEN_EVAL_MAX_NEW_TOKENS)
         return al_fail("keys 'gen_eval_items' and 'gen_eval_max_new_tokens' must be at most %d and %d",
                        AL_GEN_EVAL_MAX_ITEMS, AL_GEN_EVAL_MAX_NEW_TOKENS);
+    if (c->overwrite && c->resume[0] != '\0')
+        return al_fail("keys 'overwrite' and 'resume': overwrite starts the run afresh, so it cannot resume");
+    struct al_batch_skips skips;
+    if (al_batch_skips_parse(c->skip_batches, &skips) != 0)
+        return -1;
+    al_batch_skips_free(&skips);
     if (c->output_dir[0] == '\0' || c->run_name[0] == '\0' || strchr(c->run_name, '/'))
         return al_fail("keys 'output_dir' and 'run_name' must be non-empty, and run_name a plain folder name");
     return 0;

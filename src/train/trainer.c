@@ -19,13 +19,16 @@
 #include "agentlora/model.h"
 #include "agentlora/optimizer.h"
 #include "agentlora/rng.h"
+#include "agentlora/run_folder.h"
 #include "agentlora/tokenizer.h"
 #include "backend/backend.h"
 #include "gen_eval.h"
+#include "train/batch_skip.h"
 
 struct trainer {
     struct al_train_config config;
-    char *run_dir;
+    struct al_run_folder folder; /* locked for the whole run */
+    const char *run_dir;         /* folder.path */
     struct al_backend *backend;
     struct al_model *model;
     struct al_tokenizer *tokenizer;
@@ -49,6 +52,12 @@ struct trainer {
     char *last_checkpoint;
     int64_t last_checkpoint_step;
     struct al_gen_eval *gen_eval; /* NULL when gen_eval_every is 0 */
+    struct al_batch_skips skips;
+    /* Where each micro-batch of the current step started, and where the next begins
+     * ([gradient_accumulation + 1]), with each one's loss: names the batches of a step. */
+    struct al_data_cursor *micro_starts;
+    double *micro_losses;
+    char skip_hint[1024]; /* the batch positions of the current run of non-finite steps */
 };
 
 /* ---- set-up ---- */
@@ -211,9 +220,16 @@ static int set_up(struct trainer *t)
 {
     t->best_loss = INFINITY;
     t->last_checkpoint_step = -1;
-    t->run_dir = al_run_dir(&t->config);
-    if (!t->run_dir || al_mkdirs(t->run_dir) != 0)
+    if (al_run_folder_open(&t->folder, &t->config) != 0)
         return -1;
+    t->run_dir = t->folder.path;
+    size_t micros = (size_t)t->config.gradient_accumulation;
+    if (al_batch_skips_parse(t->config.skip_batches, &t->skips) != 0)
+        return -1;
+    t->micro_starts = calloc(micros + 1, sizeof *t->micro_starts);
+    t->micro_losses = calloc(micros, sizeof *t->micro_losses);
+    if (!t->micro_starts || !t->micro_losses)
+        return al_fail("out of memory");
     if (load_resume_point(t) != 0 || load_ping(t) != 0)
         return -1;
     if (!(t->backend = al_backend_create(t->config.device)) || !(t->model = al_model_load(t->config.model, t->backend)) ||
@@ -252,7 +268,9 @@ static void tear_down(struct trainer *t)
     cJSON_Delete(t->state.data_cursor);
     free(t->state.loss_history);
     free(t->last_checkpoint);
-    free(t->run_dir);
+    al_batch_skips_free(&t->skips);
+    free(t->micro_starts);
+    free(t->micro_losses);
 }
 
 /* ---- one step ---- */
@@ -290,10 +308,28 @@ static int forward_backward_all(struct trainer *t, struct al_packed_batch *micro
                                       dropout_seed(t, t->state.step, k), &part) != 0)
             return -1;
         loss_sum += part;
+        t->micro_losses[k] = part;
         out->tokens += micro[k].n;
     }
     out->loss = out->targets > 0 ? loss_sum / (double)out->targets : 0.0;
     return 0;
+}
+
+/* The next micro-batch and the data position it starts at, past any that skip_batches
+ * names. */
+static int next_batch(struct trainer *t, struct al_packed_batch *batch, struct al_data_cursor *start)
+{
+    for (;;) {
+        *start = al_data_stream_cursor(t->stream);
+        if (al_data_stream_next(t->stream, batch) != 1)
+            return -1;
+        if (!al_batch_skips_take(&t->skips, t->stream, *start))
+            return 0;
+        char *name = al_batch_describe(t->stream, t->config.train_data, *start, al_data_stream_cursor(t->stream));
+        al_log_info("skipping the batch at %s, as skip_batches asks", name ? name : "?");
+        free(name);
+        al_packed_batch_free(batch);
+    }
 }
 
 static int train_step(struct trainer *t, struct step_outcome *out)
@@ -305,8 +341,8 @@ static int train_step(struct trainer *t, struct step_outcome *out)
     int rc = 0;
     int64_t taken = 0;
     for (; taken < count && rc == 0; taken++)
-        if (al_data_stream_next(t->stream, &micro[taken]) != 1)
-            rc = -1;
+        rc = next_batch(t, &micro[taken], &t->micro_starts[taken]);
+    t->micro_starts[count] = al_data_stream_cursor(t->stream);
     if (rc == 0)
         rc = forward_backward_all(t, micro, count, out);
     if (rc == 0) {
@@ -499,9 +535,39 @@ static int check_alignment(struct trainer *t, bool step_skipped)
 static int stop_for_nonfinite(const struct trainer *t, const struct step_outcome *out)
 {
     return al_fail("stopping: %lld steps in a row had a non-finite gradient (max_nonfinite_steps %lld); the last "
-                   "good checkpoint is %s",
+                   "good checkpoint is %s. The warnings above name the records of those steps' batches; if the data "
+                   "is at fault, resume without them: agentlora train ... --resume auto --skip_batches %s",
                    (long long)out->report.consecutive_nonfinite, (long long)t->config.max_nonfinite_steps,
-                   t->last_checkpoint ? t->last_checkpoint : "(none yet)");
+                   t->last_checkpoint ? t->last_checkpoint : "(none yet)", t->skip_hint);
+}
+
+/* Names the batches of a step whose gradient was not finite, and adds the suspects
+ * (those whose own loss was not finite; all of them when none was) to the skip hint. */
+static void warn_nonfinite(struct trainer *t, const struct step_outcome *out)
+{
+    int64_t count = t->config.gradient_accumulation;
+    bool any_loss_nonfinite = false;
+    for (int64_t k = 0; k < count; k++)
+        any_loss_nonfinite |= !isfinite(t->micro_losses[k]);
+    if (out->report.consecutive_nonfinite <= 1)
+        t->skip_hint[0] = '\0';
+    char batches[4096] = "";
+    for (int64_t k = 0; k < count; k++) {
+        char *name = al_batch_describe(t->stream, t->config.train_data, t->micro_starts[k], t->micro_starts[k + 1]);
+        size_t used = strlen(batches);
+        snprintf(batches + used, sizeof batches - used, "%s%s with loss %g", k ? "; " : "", name ? name : "?",
+                 t->micro_losses[k]);
+        free(name);
+        if (any_loss_nonfinite && isfinite(t->micro_losses[k]))
+            continue;
+        struct al_data_cursor start = al_data_stream_normalise_cursor(t->stream, t->micro_starts[k]);
+        used = strlen(t->skip_hint);
+        snprintf(t->skip_hint + used, sizeof t->skip_hint - used, "%s%lld:%lld", used ? "," : "",
+                 (long long)start.epoch, (long long)start.position);
+    }
+    al_log_warn("step %lld: non-finite gradient (norm %g), update skipped; its batch%s at data position%s %s",
+                (long long)t->state.step + 1, out->report.grad_norm, count > 1 ? "es" : "", count > 1 ? "s" : "",
+                batches);
 }
 
 static int run_loop(struct trainer *t)
@@ -517,8 +583,7 @@ static int run_loop(struct trainer *t)
         if (train_step(t, &out) != 0)
             return -1;
         if (out.report.skipped) {
-            al_log_warn("step %lld: non-finite gradient (norm %g), update skipped", (long long)t->state.step + 1,
-                        out.report.grad_norm);
+            warn_nonfinite(t, &out);
             if (out.report.consecutive_nonfinite >= t->config.max_nonfinite_steps)
                 return stop_for_nonfinite(t, &out);
         }
@@ -542,6 +607,7 @@ static int run_loop(struct trainer *t)
         return -1;
     if (t->gen_eval)
         report_best_checkpoint(t);
+    al_batch_skips_report_unused(&t->skips);
     return evaluate(t);
 }
 
@@ -567,6 +633,7 @@ int al_train(const struct al_train_config *config, struct al_run_summary *summar
     memset(&t, 0, sizeof t);
     t.config = *config;
     int rc = set_up(&t);
+    bool start_failed = rc != 0;
     if (rc == 0) {
         describe_start(&t);
         rc = run_loop(&t);
@@ -583,6 +650,7 @@ int al_train(const struct al_train_config *config, struct al_run_summary *summar
         summary->adapter_path = t.last_checkpoint ? strdup(t.last_checkpoint) : NULL;
     }
     tear_down(&t);
+    al_run_folder_close(&t.folder, start_failed);
     return rc;
 }
 

@@ -210,27 +210,6 @@ Test(train_cli, resume_refuses_a_changed_fixed_key, .timeout = 120)
     run_teardown(&r);
 }
 
-/* Overwrites the first element of an F32 tensor with NaN, in place. */
-static void poison_first_element(const char *path, const char *tensor)
-{
-    size_t size = 0;
-    char *bytes = al_file_read_all(path, &size);
-    cr_assert_not_null(bytes);
-    uint64_t header_length;
-    memcpy(&header_length, bytes, sizeof header_length);
-    cJSON *header = cJSON_ParseWithLength(bytes + 8, (size_t)header_length);
-    cJSON *offsets = cJSON_GetObjectItem(cJSON_GetObjectItem(header, tensor), "data_offsets");
-    cr_assert(cJSON_IsArray(offsets), "no tensor %s", tensor);
-    size_t begin = 8 + (size_t)header_length + (size_t)cJSON_GetArrayItem(offsets, 0)->valuedouble;
-    float nan = NAN;
-    memcpy(bytes + begin, &nan, sizeof nan);
-    FILE *f = fopen(path, "wb");
-    cr_assert_eq(fwrite(bytes, 1, size, f), size);
-    fclose(f);
-    cJSON_Delete(header);
-    free(bytes);
-}
-
 Test(train_cli, nonfinite_gradients_stop_the_run_and_keep_the_last_good_checkpoint, .timeout = 120)
 {
     struct run r;
@@ -240,7 +219,7 @@ Test(train_cli, nonfinite_gradients_stop_the_run_and_keep_the_last_good_checkpoi
     free(output);
     /* Poison the model in place (same path, so resume accepts it): a NaN in the final norm. */
     char *weights = al_path_join(r.model, "model.safetensors");
-    poison_first_element(weights, "model.norm.weight");
+    cr_assert_eq(test_poison_f32(weights, "model.norm.weight", 0, 1), 0, "%s", al_error_message());
     char *latest_before = run_path(&r, "nan", "latest");
     char *pointer_before = al_file_read_all(latest_before, NULL);
     char *out = al_path_join(r.root, "out");

@@ -88,17 +88,27 @@ double test_max_rel_error(const float *a, const float *ref, int64_t n, double fl
 
 int test_run_cli(char **output, const char *arg0, ...)
 {
-    const char *cli = getenv("AL_CLI");
-    if (!cli || !*cli)
-        cli = "./agentlora";
     const char *args[64];
     int count = 0;
-    args[count++] = cli;
     va_list list;
     va_start(list, arg0);
     for (const char *a = arg0; a && count < 63; a = va_arg(list, const char *))
         args[count++] = a;
     va_end(list);
+    args[count] = NULL;
+    return test_run_cli_prepared(output, NULL, NULL, args);
+}
+
+int test_run_cli_prepared(char **output, void (*prepare)(void *context), void *context, const char *const *arguments)
+{
+    const char *cli = getenv("AL_CLI");
+    if (!cli || !*cli)
+        cli = "./agentlora";
+    const char *args[128];
+    int count = 0;
+    args[count++] = cli;
+    for (int i = 0; arguments[i] && count < 127; i++)
+        args[count++] = arguments[i];
     args[count] = NULL;
 
     int pipe_fds[2];
@@ -110,6 +120,8 @@ int test_run_cli(char **output, const char *arg0, ...)
         dup2(pipe_fds[1], 2);
         close(pipe_fds[0]);
         close(pipe_fds[1]);
+        if (prepare)
+            prepare(context);
         execv(cli, (char *const *)args);
         _exit(127);
     }

@@ -26,6 +26,10 @@ double test_max_abs_error(const float *a, const float *ref, int64_t n);
 /* Runs ./agentlora (or $AL_CLI) with the given arguments (NULL-terminated), captures
  * stdout+stderr into a malloc'd string, returns the exit status (-1 on a signal). */
 int test_run_cli(char **output, const char *arg0, ...);
+/* The same with a NULL-terminated argument list, calling prepare(context) in the child
+ * just before exec (resource limits, signal dispositions, credentials); prepare may be
+ * NULL. */
+int test_run_cli_prepared(char **output, void (*prepare)(void *context), void *context, const char *const *arguments);
 
 /* The line-th (0-based) line of a command's output parsed as JSON, or NULL (no such line,
  * or not JSON). The caller deletes it with cJSON_Delete. */

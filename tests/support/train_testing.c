@@ -1,6 +1,11 @@
 #include "train_testing.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agentlora/error.h"
 #include "agentlora/file.h"
@@ -35,4 +40,32 @@ int test_write_trainable_model(const char *dir)
             return al_fail("cannot copy %s", files[i]);
     }
     return 0;
+}
+
+int test_poison_f32(const char *path, const char *tensor, int64_t first, int64_t count)
+{
+    size_t size = 0;
+    char *bytes = al_file_read_all(path, &size);
+    if (!bytes)
+        return -1;
+    uint64_t header_length = 0;
+    memcpy(&header_length, bytes, sizeof header_length);
+    cJSON *header = size > 8 + header_length ? cJSON_ParseWithLength(bytes + 8, (size_t)header_length) : NULL;
+    cJSON *offsets = cJSON_GetObjectItem(cJSON_GetObjectItem(header, tensor), "data_offsets");
+    int rc = cJSON_IsArray(offsets) ? 0 : al_fail("%s: no tensor %s", path, tensor);
+    size_t begin = rc == 0 ? 8 + (size_t)header_length + (size_t)cJSON_GetArrayItem(offsets, 0)->valuedouble : 0;
+    size_t end = rc == 0 ? 8 + (size_t)header_length + (size_t)cJSON_GetArrayItem(offsets, 1)->valuedouble : 0;
+    if (rc == 0 && begin + (size_t)(first + count) * sizeof(float) > end)
+        rc = al_fail("%s: %s has fewer than %lld elements", path, tensor, (long long)(first + count));
+    float nan = NAN;
+    for (int64_t i = 0; rc == 0 && i < count; i++)
+        memcpy(bytes + begin + (size_t)(first + i) * sizeof nan, &nan, sizeof nan);
+    FILE *f = rc == 0 ? fopen(path, "wb") : NULL;
+    if (rc == 0 && (!f || fwrite(bytes, 1, size, f) != size))
+        rc = al_fail("%s: cannot rewrite", path);
+    if (f)
+        fclose(f);
+    cJSON_Delete(header);
+    free(bytes);
+    return rc;
 }

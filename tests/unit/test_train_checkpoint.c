@@ -413,3 +413,39 @@ Test(train_checkpoint, resuming_continues_bit_for_bit)
     free(uninterrupted), free(resumed), free(path);
     teardown(&f);
 }
+
+/* What a kill can leave goes; a user's own files stay; an .old folder that is a step's
+ * only copy comes back under its name. */
+Test(train_checkpoint, clean_leftovers_removes_debris_only_and_restores_a_moved_aside_step)
+{
+    struct fixture f = setup();
+    free(save_at(&f, 10));
+    free(save_at(&f, 11));
+    char *step10 = al_strdup_printf("%s/checkpoint-10", f.run_dir);
+    char *aside10 = al_strdup_printf("%s/checkpoint-10.old", f.run_dir);
+    cr_assert_eq(rename(step10, aside10), 0);
+    char *deleting = al_strdup_printf("%s/checkpoint-3.deleting", f.run_dir);
+    cr_assert_eq(al_mkdirs(deleting), 0);
+    free(test_write_file(deleting, "adapter_model.safetensors", "x", 1));
+    static const char *const debris[] = {"latest.tmp.12345", "metrics.jsonl.tmp.7", "gen_eval.json.tmp.99"};
+    static const char *const kept[] = {"notes.tmp.txt", "latest.tmp.", "data.tmp.12a", "checkpoint-4.backup"};
+    for (int i = 0; i < 3; i++)
+        free(test_write_file(f.run_dir, debris[i], "x", 1));
+    for (int i = 0; i < 4; i++)
+        free(test_write_file(f.run_dir, kept[i], "x", 1));
+    cr_assert_eq(al_checkpoint_clean_leftovers(f.run_dir), 4, "three files and one folder removed");
+    cr_assert(al_dir_exists(step10) && !al_dir_exists(aside10), "checkpoint-10 is back");
+    cr_assert(!al_dir_exists(deleting));
+    for (int i = 0; i < 3; i++) {
+        char *path = al_path_join(f.run_dir, debris[i]);
+        cr_assert(!al_file_exists(path), "%s", path);
+        free(path);
+    }
+    for (int i = 0; i < 4; i++) {
+        char *path = al_path_join(f.run_dir, kept[i]);
+        cr_assert(al_file_exists(path), "%s was removed", path);
+        free(path);
+    }
+    free(step10), free(aside10), free(deleting);
+    teardown(&f);
+}
