@@ -8,25 +8,8 @@
 #include "agentlora/error.h"
 #include "agentlora/file.h"
 #include "agentlora/gguf.h"
+#include "gguf_bytes.h"
 #include "test_support.h"
-
-struct bytes {
-    uint8_t data[4096];
-    size_t size;
-};
-
-static void put(struct bytes *b, const void *p, size_t n)
-{
-    memcpy(b->data + b->size, p, n);
-    b->size += n;
-}
-static void put_u32(struct bytes *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(struct bytes *b, uint64_t v) { put(b, &v, 8); }
-static void put_string(struct bytes *b, const char *s)
-{
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
 
 static void put_tensor(struct bytes *b, const char *name, uint32_t type, uint64_t offset)
 {
