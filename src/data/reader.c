@@ -289,11 +289,14 @@ static int check_trainable(const struct al_reader *reader, const struct al_conve
     return 0;
 }
 
+/* Duplicates are warned about one by one up to this many of each kind; the rest are only
+ * counted (the summary gives the totals), so a file full of them does not flood the log. */
+#define MAX_DUPLICATE_WARNINGS 5
+
 static void warn_duplicate_keys(struct al_reader *reader, const struct al_record_json_notes *notes)
 {
-    if (notes->duplicate_keys == 0)
+    if (notes->duplicate_keys == 0 || ++reader->summary.duplicate_keys > MAX_DUPLICATE_WARNINGS)
         return;
-    reader->summary.duplicate_keys++;
     al_log_warn("%s: record %ld (line %ld): key \"%s\" appears more than once%s; the last value is used (as "
                 "Python's json does)",
                 reader->path, reader->record_number, record_line(reader), notes->first_duplicate,
@@ -329,8 +332,7 @@ static int note_record_id(struct al_reader *reader, const struct al_conversation
     int added = al_id_set_add(&reader->ids, conv->id, reader->record_number, &first_record);
     if (added < 0)
         return al_fail("out of memory reading %s", reader->path);
-    if (added == 0) {
-        reader->summary.duplicate_ids++;
+    if (added == 0 && ++reader->summary.duplicate_ids <= MAX_DUPLICATE_WARNINGS) {
         al_log_warn("%s: record %ld: id \"%.64s\" was already used by record %ld", reader->path,
                     reader->record_number, conv->id, first_record);
     }
