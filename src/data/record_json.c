@@ -109,10 +109,23 @@ static void keep_last_of_run(cJSON *object, struct keyed_child *run, int count,
     cJSON_ReplaceItemViaPointer(object, run[0].item, last);
 }
 
+/* Records are made of many small objects, nearly all without a repeated key: for those a
+ * pairwise look costs less than sorting. */
+#define PAIRWISE_LIMIT 16
+
+static bool has_repeated_key_pairwise(const cJSON *object)
+{
+    for (const cJSON *a = object->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return true;
+    return false;
+}
+
 static int resolve_object_keys(cJSON *object, struct al_record_json_notes *notes)
 {
     int n = cJSON_GetArraySize(object);
-    if (n < 2)
+    if (n < 2 || (n <= PAIRWISE_LIMIT && !has_repeated_key_pairwise(object)))
         return 0;
     struct keyed_child *children = malloc((size_t)n * sizeof *children);
     if (!children)

@@ -50,7 +50,7 @@ static const struct al_train_config_key keys[] = {
              "render tool-call arguments given as JSON strings as quoted strings (default: as objects)"),
     BOOL_KEY(NULL, strict_data, "false", FREE, "stop at the first malformed record (default: skip and count it)"),
 
-    INT_KEY("LoRA", lora_r, "16", FIXED, "rank r"),
+    INT_KEY("LoRA", lora_r, "16", FIXED, "rank r, at most 65536"),
     FLOAT_KEY(NULL, lora_alpha, "32", FIXED, "alpha; the update is scaled by alpha / r; in (0, 65536]"),
     FLOAT_KEY(NULL, lora_dropout, "0", FREE, "dropout on the LoRA input, in [0, 1)"),
     TEXT_KEY(NULL, lora_targets, "all", FIXED, "adapted linears: all, or a list such as q_proj,v_proj"),
@@ -384,6 +384,7 @@ static int check_range(const char *key, double value, double low, double high, b
  * could reach. Each is far beyond any sane recipe. */
 #define MAX_LR 1.0
 #define MAX_LORA_ALPHA 65536.0
+#define MAX_LORA_RANK 65536
 #define MIN_ADAM_EPSILON 1e-30
 #define MAX_ADAM_EPSILON 1.0
 #define MAX_WEIGHT_DECAY 10.0
@@ -431,7 +432,7 @@ static int validate_data(const struct al_train_config *c)
 static int validate_lora(const struct al_train_config *c)
 {
     struct al_lora_config lora;
-    if (check_positive("lora_r", (double)c->lora_r) || check_positive_up_to("lora_alpha", c->lora_alpha, MAX_LORA_ALPHA) ||
+    if (check_positive_up_to("lora_r", (double)c->lora_r, MAX_LORA_RANK) || check_positive_up_to("lora_alpha", c->lora_alpha, MAX_LORA_ALPHA) ||
         check_range("lora_dropout", c->lora_dropout, 0, 1, false) || al_train_config_lora(c, &lora))
         return -1;
     return 0;

@@ -36,6 +36,7 @@ Test(train_config_bounds, absurd_numbers_are_refused_at_validation)
     expect_refused("lr", "1e39");
     expect_refused("lr", "2");
     expect_refused("lora_alpha", "1e39");
+    expect_refused("lora_r", "1000000000");
     expect_refused("adam_epsilon", "1e-45");
     expect_refused("adam_epsilon", "5");
     expect_refused("weight_decay", "1e39");
