@@ -20,6 +20,7 @@ struct al_data_stream {
     struct al_dataset eval_data; /* used only with a separate eval file */
     bool separate_eval;
     struct al_index_list train, eval;
+    int unusable_train; /* of train: records that failed to render or tokenize (skipped) */
     struct al_sampler sampler;
     struct al_packer *packer;
     /* A document drawn for a batch it did not fit: it opens the next batch. */
@@ -122,6 +123,7 @@ static int count_epoch(struct al_data_stream *s)
                 /* The reader counted it as accepted; now it is a skip, counted once. */
                 al_log_warn("skipping %s", reason);
                 al_load_summary_move_to_skipped(&s->train_data.summary, entry->harmful, entry->category, reason);
+                s->unusable_train++;
                 free(reason);
             }
             continue;
@@ -259,7 +261,7 @@ int64_t al_data_stream_batches_per_epoch(const struct al_data_stream *s)
 
 int al_data_stream_counts(const struct al_data_stream *s, int *train_records, int *eval_records)
 {
-    *train_records = s->train.n;
+    *train_records = s->train.n - s->unusable_train;
     *eval_records = s->eval.n;
     return 0;
 }

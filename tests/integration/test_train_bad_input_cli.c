@@ -46,12 +46,18 @@ static char *write_data(struct run *r, const char *text)
     return path;
 }
 
-static int train(struct run *r, const char *data, char **output, const char *max_len, const char *lr)
+static int train_as(struct run *r, const char *format, const char *data, char **output, const char *max_len,
+                    const char *lr)
 {
-    return test_run_cli(output, "train", "--model", r->model, "--train_data", data, "--chat_format",
-                        "chatml-qwen2.5", "--max_len", max_len, "--max_steps", "1", "--save_every", "0", "--lora_r",
+    return test_run_cli(output, "train", "--model", r->model, "--train_data", data, "--chat_format", format,
+                        "--max_len", max_len, "--max_steps", "1", "--save_every", "0", "--lora_r",
                         "2", "--lr", lr, "--eval_fraction", "0", "--device", "cpu", "--output_dir", r->out,
                         "--run_name", "run", NULL);
+}
+
+static int train(struct run *r, const char *data, char **output, const char *max_len, const char *lr)
+{
+    return train_as(r, "chatml-qwen2.5", data, output, max_len, lr);
 }
 
 static bool run_has_checkpoint(struct run *r)
@@ -149,6 +155,29 @@ Test(train_bad_input_cli, the_summary_adds_up_when_a_record_is_dropped, .timeout
     char *reason = al_strdup_printf("%s: record 4 (line 4): invalid UTF-8", data);
     cr_assert(strstr(output, reason), "the reason should name the data file and record: %s", output);
     cr_assert(!strstr(output, "tokenizer.json: text is not valid UTF-8"), "%s", output);
+    free(reason);
+    free(output);
+    free(data);
+    teardown(&r);
+}
+
+/* A record the reader accepts but the chat format cannot render (mistral-v3 wants the
+ * user first) is skipped at rendering: it leaves the accepted counts, is skipped once,
+ * and the training record count leaves it out. */
+Test(train_bad_input_cli, a_record_dropped_at_rendering_is_counted_once, .timeout = 60)
+{
+    struct run r;
+    setup(&r);
+    char *data = write_data(&r, GOOD_DATA "{\"id\": \"d\", \"category\": \"benign\", \"messages\": [{\"role\": "
+                                          "\"assistant\", \"content\": \"First.\"}, {\"role\": \"user\", \"content\": "
+                                          "\"Then.\"}, {\"role\": \"assistant\", \"content\": \"A reply.\"}]}\n");
+    char *output = NULL;
+    cr_assert_eq(train_as(&r, "mistral-v3", data, &output, "256", "1e-3"), 0, "%s", output);
+    cr_assert(strstr(output, ", 3 training records"), "%s", output);
+    cr_assert(strstr(output, "records: 3 (harmful 1, benign 2)"), "%s", output);
+    cr_assert(strstr(output, "skipped: 1\n"), "%s", output);
+    char *reason = al_strdup_printf("%s: record 4", data);
+    cr_assert(strstr(output, reason), "%s", output);
     free(reason);
     free(output);
     free(data);
