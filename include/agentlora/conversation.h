@@ -62,6 +62,22 @@ int al_conversation_from_text(struct al_conversation *conv, const char *text, si
  * Code that later changes such a number's value must drop that valuestring. */
 int al_json_mark_float_literals(struct cJSON *root, const char *text, size_t length);
 
+/* What al_record_json_parse resolved on the way (it refuses everything else). */
+struct al_record_json_notes {
+    int duplicate_keys;         /* keys that appeared more than once in some object */
+    char first_duplicate[64];   /* the first such key, for the warning */
+};
+
+/* One record's JSON text (or a tool call's string arguments) to a tree, the one way
+ * records are parsed. Refused, with the byte offset in the text: a raw NUL byte or a
+ * "\u0000" escape (a C string would end there and the record would silently train on a
+ * cut text), invalid UTF-8, nesting deeper than cJSON's limit (said as such), anything
+ * that is not exactly one JSON value. Float literals are marked (as above). A key given
+ * twice in one object keeps its last value at its first place, as Python's json.loads
+ * does; `notes` (may be NULL) counts such keys. Errors carry no file name: the caller
+ * adds it with al_error_context. */
+struct cJSON *al_record_json_parse(const char *text, size_t length, struct al_record_json_notes *notes);
+
 const char *al_role_name(enum al_role role);
 
 #endif

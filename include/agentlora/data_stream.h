@@ -43,8 +43,9 @@ int al_data_stream_next(struct al_data_stream *stream, struct al_packed_batch *b
 struct al_data_cursor al_data_stream_cursor(const struct al_data_stream *stream);
 /* Batches in one epoch (as counted at open). */
 int64_t al_data_stream_batches_per_epoch(const struct al_data_stream *stream);
-/* Training and eval record counts, and the training data summary (tokens, truncation,
- * skipped records). */
+/* Training records that can be used (those that failed to render or tokenize, skipped
+ * and counted in the summary, left out) and eval records; and the training data
+ * summary (tokens, truncation, skipped records). */
 int al_data_stream_counts(const struct al_data_stream *stream, int *train_records, int *eval_records);
 const struct al_load_summary *al_data_stream_summary(const struct al_data_stream *stream);
 

@@ -48,6 +48,10 @@ int al_json_array_scanner_init(struct al_json_array_scanner *scanner, const char
  * -1: truncated array, garbage between elements, or trailing data after ']'. */
 int al_json_array_scanner_next(struct al_json_array_scanner *scanner, size_t *offset, size_t *length);
 
+/* The offset just past the JSON value that starts at `start` (found the way the splitter
+ * finds elements: strings, escapes and brackets only), or SIZE_MAX when it never ends. */
+size_t al_json_value_end(const char *text, size_t size, size_t start);
+
 /* ---- load summary ---- */
 
 /* How many skip reasons are kept verbatim; the rest are only counted. */
@@ -73,6 +77,9 @@ struct al_load_summary {
     long target_tokens;
     long truncated;
     long dropped;
+    /* Said as warnings and counted; the records themselves are kept. */
+    long duplicate_ids;    /* records whose id an earlier record already had */
+    long duplicate_keys;   /* records with a key given twice (the last value was used) */
 };
 
 /* Category index for records without a category (generic records). */
@@ -83,6 +90,11 @@ struct al_load_summary {
 int al_load_summary_add_record(struct al_load_summary *summary, const struct al_conversation *conv);
 /* Counts one skipped record and keeps the reason while fewer than the maximum are kept. */
 void al_load_summary_add_skip(struct al_load_summary *summary, const char *reason);
+/* A record counted as accepted that turned out unusable later (at tokenization): it
+ * leaves the accepted counts (label and category) and becomes a skip, so that records +
+ * skipped stays the number of records in the file. */
+void al_load_summary_move_to_skipped(struct al_load_summary *summary, bool harmful, int category,
+                                     const char *reason);
 void al_load_summary_free(struct al_load_summary *summary);
 /* Count of one category (0 when absent). */
 long al_load_summary_category(const struct al_load_summary *summary, const char *name);
@@ -96,9 +108,26 @@ struct al_reader_options {
      * counted in the summary and logged as a warning. Structural damage (a truncated
      * array, garbage between elements, a file that is not JSON) always fails. */
     bool strict;
+    /* true: a record without an assistant message is skipped (or, strict, fatal):
+     * training has nothing to learn from it. Evaluation prompts may lack one. */
+    bool require_assistant;
 };
 
 struct al_reader;
+
+/* Record ids seen so far and the record that first used each (id_set.c). */
+struct al_id_slot {
+    char *id;
+    long record_number;
+};
+struct al_id_set {
+    struct al_id_slot *slots;
+    size_t capacity; /* a power of two */
+    size_t count;
+};
+/* 1: added; 0: already there (*first_record says where); -1: out of memory. */
+int al_id_set_add(struct al_id_set *set, const char *id, long record_number, long *first_record);
+void al_id_set_free(struct al_id_set *set);
 
 /* Maps and opens a data file; fails on an empty file or one that is not JSON. */
 struct al_reader *al_reader_open(const char *path, const struct al_reader_options *options);

@@ -34,4 +34,10 @@ struct al_model_files {
 int al_model_files_open(struct al_model_files *files, const char *model_dir);
 void al_model_files_close(struct al_model_files *files);
 
+/* One tensor by its Hugging Face name, before a folder is written (the GGUF converter):
+ * fails, naming source, when the config has no such tensor or implies another shape.
+ * The rules are the ones al_model_files_open applies. */
+int al_model_tensor_check(const struct al_model_config *c, const char *name, int ndim, const int64_t *shape,
+                          const char *source);
+
 #endif

@@ -90,4 +90,9 @@ int al_pack_documents(const struct al_document *docs, int n_docs, const struct a
 /* Adds packing counts (tokens, targets, truncated, dropped) to a load summary. */
 void al_pack_stats_add_to_summary(const struct al_pack_stats *stats, struct al_load_summary *summary);
 
+/* Training on batches without a single target token would save an adapter trained on
+ * nothing: fails (naming source, max_len and the share of records truncated there) when
+ * the epoch's stats hold no target token. */
+int al_check_something_to_learn(const struct al_pack_stats *stats, int max_len, const char *source);
+
 #endif

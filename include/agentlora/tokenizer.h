@@ -88,8 +88,14 @@ void al_tokens_free(struct al_tokens *tokens);
  * tokenizer_config.json when present: bos/eos/pad/unk tokens (a token it names that the
  * vocabulary lacks is an error), and for SentencePiece add_bos_token, add_eos_token and
  * added_tokens_decoder (a tokenizer.json's own template and added tokens rule there).
- * Errors name the file. */
+ * When the folder has a config.json, every id the tokenizer can produce must lie below
+ * its vocab_size (al_tokenizer_check_model_vocab). Errors name the file. */
 struct al_tokenizer *al_tokenizer_load(const char *model_dir);
+/* Fails, naming the tokenizer file and model_name, when the tokenizer can produce an id
+ * >= the model's vocab_size. al_tokenizer_load applies it against the folder's
+ * config.json (when there is one). */
+int al_tokenizer_check_model_vocab(const struct al_tokenizer *tokenizer, int64_t model_vocab_size,
+                                   const char *model_name);
 /* Loads one tokenizer.json (no tokenizer_config.json). */
 struct al_tokenizer *al_tokenizer_load_json(const char *tokenizer_json_path);
 /* Loads one SentencePiece model file (no tokenizer_config.json). */

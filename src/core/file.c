@@ -14,10 +14,38 @@
 
 #include "agentlora/error.h"
 
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO (named pipe)";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return "not a plain file";
+}
+
+/* Inputs are read whole or mapped, so only regular files make sense. The check comes
+ * before open(): opening a FIFO for reading blocks until a writer appears, forever. */
+static int check_regular_file(const char *path)
+{
+    struct stat info;
+    if (stat(path, &info) != 0)
+        return al_fail_errno("%s: cannot open", path);
+    if (!S_ISREG(info.st_mode))
+        return al_fail("%s: not a regular file (%s)", path, file_kind(info.st_mode));
+    return 0;
+}
+
 int al_file_map(struct al_mapped_file *file, const char *path)
 {
     memset(file, 0, sizeof *file);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (check_regular_file(path) != 0)
+        return -1;
+    /* O_NONBLOCK: should the path become a FIFO after the check, open still returns. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return al_fail_errno("%s: cannot open", path);
     struct stat info;
@@ -27,7 +55,7 @@ int al_file_map(struct al_mapped_file *file, const char *path)
     }
     if (!S_ISREG(info.st_mode)) {
         close(fd);
-        return al_fail("%s: not a regular file", path);
+        return al_fail("%s: not a regular file (%s)", path, file_kind(info.st_mode));
     }
     file->size = (size_t)info.st_size;
     if (file->size > 0) {
@@ -57,6 +85,8 @@ void al_file_unmap(struct al_mapped_file *file)
 
 char *al_file_read_all(const char *path, size_t *length)
 {
+    if (check_regular_file(path) != 0)
+        return NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return (al_fail_errno("%s: cannot open", path), NULL);

@@ -186,9 +186,54 @@ static int compare_views_by_offset(const void *a, const void *b)
     return px < py ? -1 : px > py;
 }
 
-/* With the ranges sorted by start, two overlap exactly when one starts before the
- * furthest end seen so far. Empty tensors occupy no bytes and overlap nothing. */
-static int check_no_overlap(const struct al_tensor_view *tensors, int count, const char *path)
+/* Bytes a wrong header length leaves at the front of the data section: JSON padding. */
+static size_t leading_padding(const uint8_t *data, uint64_t data_size)
+{
+    size_t n = 0;
+    while (n < data_size && n < HEADER_ALIGNMENT && data[n] == ' ')
+        n++;
+    return n;
+}
+
+/* The rules of the format: the tensors, sorted by offset, tile the data section exactly,
+ * from its first byte to the file's last, with no gap and no overlap. A header length
+ * that is off by a few bytes shifts where the data section begins, and so every tensor,
+ * which only this check notices: it leaves bytes uncovered at the end (or past it). */
+static int check_data_tiling(const struct al_tensor_view **order, int count, const uint8_t *data,
+                             uint64_t data_size, const char *path)
+{
+    uint64_t covered = 0; /* bytes [0, covered) of the data section are accounted for */
+    const struct al_tensor_view *previous = NULL;
+    for (int i = 0; i < count; i++) {
+        const struct al_tensor_view *t = order[i];
+        if (t->nbytes == 0)
+            continue;
+        uint64_t begin = (uint64_t)((const uint8_t *)t->data - data);
+        if (previous && begin < covered)
+            return al_fail("%s: tensors %s and %s overlap in the data section", path, previous->name, t->name);
+        if (begin > covered)
+            return al_fail("%s: %llu bytes of the data section before tensor %s belong to no tensor (a gap at "
+                           "data offset %llu)",
+                           path, (unsigned long long)(begin - covered), t->name, (unsigned long long)covered);
+        covered = begin + t->nbytes;
+        previous = t;
+    }
+    if (covered == data_size)
+        return 0;
+    size_t padding = leading_padding(data, data_size);
+    if (padding > 0 && padding == data_size - covered)
+        return al_fail("%s: the header length is %zu bytes short: the data section starts with the header's "
+                       "padding, so every tensor would be read %zu bytes off",
+                       path, padding, padding);
+    return al_fail("%s: %llu trailing bytes after the last tensor (the data section is %llu bytes, the tensors "
+                   "cover %llu): a wrong header length or extra data",
+                   path, (unsigned long long)(data_size - covered), (unsigned long long)data_size,
+                   (unsigned long long)covered);
+}
+
+/* Sorts the ranges by start and checks the tiling. Empty tensors occupy no bytes. */
+static int check_layout(const struct al_tensor_view *tensors, int count, const uint8_t *data, uint64_t data_size,
+                        const char *path)
 {
     const struct al_tensor_view **order = malloc(sizeof *order * (size_t)(count ? count : 1));
     if (!order)
@@ -196,18 +241,7 @@ static int check_no_overlap(const struct al_tensor_view *tensors, int count, con
     for (int i = 0; i < count; i++)
         order[i] = &tensors[i];
     qsort(order, (size_t)count, sizeof *order, compare_views_by_offset);
-    const struct al_tensor_view *furthest = NULL;
-    int rc = 0;
-    for (int i = 0; i < count && rc == 0; i++) {
-        const struct al_tensor_view *t = order[i];
-        if (t->nbytes == 0)
-            continue;
-        const uint8_t *start = t->data;
-        if (furthest && start < (const uint8_t *)furthest->data + furthest->nbytes)
-            rc = al_fail("%s: tensors %s and %s overlap in the data section", path, furthest->name, t->name);
-        else if (!furthest || start + t->nbytes > (const uint8_t *)furthest->data + furthest->nbytes)
-            furthest = t;
-    }
+    int rc = check_data_tiling(order, count, data, data_size, path);
     free(order);
     return rc;
 }
@@ -289,7 +323,7 @@ static int parse_header(struct al_safetensors *st)
     const char *duplicate = sort_by_name(st->by_name, st->count);
     if (duplicate)
         return al_fail("%s: tensor %s appears twice in the header", path, duplicate);
-    return check_no_overlap(st->tensors, st->count, path);
+    return check_layout(st->tensors, st->count, data, data_size, path);
 }
 
 struct al_safetensors *al_safetensors_open(const char *path)

@@ -129,15 +129,13 @@ static int read_arguments(struct al_tool_call *call, const cJSON *arguments, con
     if (!arguments)
         return fail_at(at, "tool call has no \"arguments\"");
     if (cJSON_IsString(arguments)) {
-        const char *end = NULL;
-        call->arguments = cJSON_ParseWithOpts(arguments->valuestring, &end, 1);
+        call->arguments = al_record_json_parse(arguments->valuestring, strlen(arguments->valuestring), NULL);
         if (!call->arguments) {
-            char what[256];
-            snprintf(what, sizeof what, "tool call \"%s\": arguments are not valid JSON: %.120s", call->name,
-                     arguments->valuestring);
+            char what[400];
+            snprintf(what, sizeof what, "tool call \"%s\": arguments are not valid JSON (%.160s): %.120s",
+                     call->name, al_error_message(), arguments->valuestring);
             return fail_at(at, what);
         }
-        al_json_mark_float_literals(call->arguments, arguments->valuestring, strlen(arguments->valuestring));
         call->arguments_was_string = true;
         call->arguments_text = strdup(arguments->valuestring);
         return call->arguments_text ? 0 : fail_out_of_memory(at);
@@ -280,10 +278,22 @@ static int read_messages(struct al_conversation *conv, const cJSON *record, stru
     return 0;
 }
 
+/* The category decides the label (anything but "benign" is harmful), so a value that is
+ * not a name cannot be guessed at: "" or 3 would silently read as harmful. */
+static int read_category(struct al_conversation *conv, const cJSON *record, const struct reading *at)
+{
+    const cJSON *category = cJSON_GetObjectItemCaseSensitive(record, "category");
+    if (!category || cJSON_IsNull(category))
+        return 0;
+    if (!cJSON_IsString(category) || category->valuestring[0] == '\0')
+        return fail_at(at, "\"category\" must be a non-empty string (it decides harmful or benign)");
+    conv->category = strdup(category->valuestring);
+    return conv->category ? 0 : fail_out_of_memory(at);
+}
+
 static int read_labels(struct al_conversation *conv, const cJSON *record, const struct reading *at)
 {
-    if (copy_optional_string(&conv->id, record, "id", at) != 0 ||
-        copy_optional_string(&conv->category, record, "category", at) != 0 ||
+    if (copy_optional_string(&conv->id, record, "id", at) != 0 || read_category(conv, record, at) != 0 ||
         copy_optional_string(&conv->sub_category, record, "sub_category", at) != 0)
         return -1;
     conv->harmful = conv->category && strcmp(conv->category, "benign") != 0;
@@ -407,16 +417,12 @@ int al_conversation_from_text(struct al_conversation *conv, const char *text, si
                               long record_number)
 {
     memset(conv, 0, sizeof *conv);
-    cJSON *record = cJSON_ParseWithLength(text, length);
-    if (!record)
-        return al_fail("%s: record %ld: malformed record: not valid JSON", source ? source : "<input>",
-                       record_number);
-    int status = al_json_mark_float_literals(record, text, length);
-    if (status != 0)
-        al_fail("%s: record %ld: could not match the record's numbers to its text", source ? source : "<input>",
-                record_number);
-    else
-        status = al_conversation_from_json(conv, record, source, record_number);
+    cJSON *record = al_record_json_parse(text, length, NULL);
+    if (!record) {
+        al_error_context("%s: record %ld: malformed record", source ? source : "<input>", record_number);
+        return -1;
+    }
+    int status = al_conversation_from_json(conv, record, source, record_number);
     cJSON_Delete(record);
     return status;
 }

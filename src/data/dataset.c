@@ -131,15 +131,14 @@ int al_dataset_get(const struct al_dataset *dataset, int index, struct al_conver
         return al_fail("%s: record index %d out of range (%d records)", dataset->file.path, index,
                        dataset->n_records);
     const struct al_record_entry *entry = &dataset->records[index];
-    cJSON *json = cJSON_ParseWithLength((const char *)dataset->file.data + entry->offset, entry->length);
-    if (!json)
-        return al_fail("%s: record %ld: invalid JSON on re-reading (file changed?)", dataset->file.path,
-                       entry->record_number);
     memset(conv, 0, sizeof *conv);
-    /* Keep float literals ("2.0") so chat templates print numbers as Python would. */
-    int rc = al_json_mark_float_literals(json, (const char *)dataset->file.data + entry->offset, entry->length);
-    if (rc == 0)
-        rc = al_conversation_from_json(conv, json, dataset->file.path, entry->record_number);
+    cJSON *json = al_record_json_parse((const char *)dataset->file.data + entry->offset, entry->length, NULL);
+    if (!json) {
+        al_error_context("%s: record %ld: on re-reading (file changed?)", dataset->file.path,
+                         entry->record_number);
+        return -1;
+    }
+    int rc = al_conversation_from_json(conv, json, dataset->file.path, entry->record_number);
     cJSON_Delete(json);
     return rc;
 }

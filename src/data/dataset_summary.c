@@ -84,6 +84,22 @@ void al_load_summary_add_skip(struct al_load_summary *summary, const char *reaso
     }
 }
 
+void al_load_summary_move_to_skipped(struct al_load_summary *summary, bool harmful, int category,
+                                     const char *reason)
+{
+    summary->records--;
+    if (harmful) {
+        summary->harmful--;
+    } else {
+        summary->benign--;
+        if (category == AL_CATEGORY_NONE)
+            summary->unlabeled--;
+    }
+    if (category >= 0 && category < summary->n_categories)
+        summary->categories[category].count--;
+    al_load_summary_add_skip(summary, reason);
+}
+
 /* Appends printf output to a growing string; on failure the string is freed. */
 static char *append(char *text, const char *fmt, ...) AL_PRINTF(2, 3);
 static char *append(char *text, const char *fmt, ...)
@@ -115,6 +131,12 @@ char *al_load_summary_format(const struct al_load_summary *summary)
         for (int i = 0; i < summary->n_skip_reasons; i++)
             text = append(text, "  %s\n", summary->skip_reasons[i]);
     }
+    if (summary->duplicate_ids > 0)
+        text = append(text, "duplicate ids: %ld records reuse an earlier record's id (kept)\n",
+                      summary->duplicate_ids);
+    if (summary->duplicate_keys > 0)
+        text = append(text, "duplicate keys: %ld records give a key twice (the last value was used)\n",
+                      summary->duplicate_keys);
     if (summary->tokens > 0 || summary->truncated > 0 || summary->dropped > 0)
         text = append(text, "tokens: %ld (%ld with a target), truncated documents: %ld, dropped: %ld\n",
                       summary->tokens, summary->target_tokens, summary->truncated, summary->dropped);

@@ -262,3 +262,14 @@ void al_pack_stats_add_to_summary(const struct al_pack_stats *stats, struct al_l
     summary->truncated += stats->truncated;
     summary->dropped += stats->dropped;
 }
+
+int al_check_something_to_learn(const struct al_pack_stats *stats, int max_len, const char *source)
+{
+    if (stats->target_tokens > 0)
+        return 0;
+    long documents = stats->documents > 0 ? stats->documents : 1;
+    return al_fail("%s: nothing to learn: the training records hold 0 target (assistant) tokens after "
+                   "packing at max_len %d; %ld of %ld records (%.0f%%) were truncated at max_len%s",
+                   source, max_len, stats->truncated, stats->documents, 100.0 * (double)stats->truncated / (double)documents,
+                   stats->truncated > 0 ? ", which cut away their assistant turns: raise max_len" : "");
+}

@@ -25,6 +25,7 @@ struct al_reader {
     long record_number;
     size_t last_offset, last_length;
     struct al_load_summary summary;
+    struct al_id_set ids; /* record ids seen, to say when one repeats */
 };
 
 const char *al_data_format_name(enum al_data_format format)
@@ -53,6 +54,14 @@ static long line_at(struct al_reader *reader, size_t offset)
     }
     reader->counted_offset = offset;
     return reader->lines_counted_to_offset;
+}
+
+static long count_newlines(const char *text, size_t length)
+{
+    long lines = 0;
+    for (const char *p = text; (p = memchr(p, '\n', (size_t)(text + length - p))) != NULL; p++)
+        lines++;
+    return lines;
 }
 
 static size_t first_content_byte(const char *text, size_t size)
@@ -91,6 +100,33 @@ static int describe_bad_start(const struct al_reader *reader, size_t at)
                    reader->path, c);
 }
 
+static bool parses_as_json(const char *text, size_t length)
+{
+    cJSON *json = cJSON_ParseWithLength(text, length);
+    bool parsed = json != NULL;
+    cJSON_Delete(json);
+    return parsed;
+}
+
+/* A file that starts with '{' reads as JSON Lines, but an object spread over several
+ * lines (pretty-printed) would then give one warning per line. When the first line is
+ * not JSON on its own and the first object, read across lines, is, say what the file is. */
+static int refuse_pretty_printed(const struct al_reader *reader, size_t at, size_t line_end)
+{
+    if (parses_as_json(reader->text + at, line_end - at))
+        return 0;
+    size_t end = al_json_value_end(reader->text, reader->size, at);
+    if (end == SIZE_MAX || end <= line_end || !parses_as_json(reader->text + at, end - at))
+        return 0;
+    if (first_content_byte(reader->text + end, reader->size - end) == reader->size - end)
+        return al_fail("%s: a single record object; expected an array of records ([{...}, ...]) or JSON Lines "
+                       "(one record per line)",
+                       reader->path);
+    return al_fail("%s: the first record spans lines %ld to %ld: JSON Lines needs one record per line (or "
+                   "wrap the records in a JSON array)",
+                   reader->path, 1L + count_newlines(reader->text, at), 1L + count_newlines(reader->text, end));
+}
+
 static int detect_format(struct al_reader *reader)
 {
     size_t at = first_content_byte(reader->text, reader->size);
@@ -104,6 +140,8 @@ static int detect_format(struct al_reader *reader)
         return describe_bad_start(reader, at);
     const char *newline = memchr(reader->text + at, '\n', reader->size - at);
     size_t line_end = newline ? (size_t)(newline - reader->text) : reader->size;
+    if (refuse_pretty_printed(reader, at, line_end) != 0)
+        return -1;
     reader->format = jsonl_flavour(reader->text + at, line_end - at);
     return 0;
 }
@@ -154,6 +192,7 @@ void al_reader_close(struct al_reader *reader)
     if (!reader)
         return;
     al_load_summary_free(&reader->summary);
+    al_id_set_free(&reader->ids);
     al_file_unmap(&reader->owned_file);
     free(reader);
 }
@@ -216,25 +255,13 @@ static long record_line(struct al_reader *reader)
     return reader->format == AL_DATA_JSON_ARRAY ? line_at(reader, reader->last_offset) : reader->line_number;
 }
 
-static bool only_space_after(const char *from, const char *end)
-{
-    for (; from < end; from++)
-        if (*from != ' ' && *from != '\t' && *from != '\r' && *from != '\n')
-            return false;
-    return true;
-}
-
 /* Parses the record's bytes; the error names file, record and line. */
-static cJSON *parse_record_json(struct al_reader *reader)
+static cJSON *parse_record_json(struct al_reader *reader, struct al_record_json_notes *notes)
 {
-    const char *start = reader->text + reader->last_offset;
-    const char *end_of_value = NULL;
-    cJSON *json = cJSON_ParseWithLengthOpts(start, reader->last_length, &end_of_value, 0);
-    if (!json || !only_space_after(end_of_value, start + reader->last_length)) {
-        cJSON_Delete(json);
-        long offset_in_record = end_of_value && end_of_value >= start ? (long)(end_of_value - start) : 0;
-        return al_fail_null("%s: record %ld (line %ld): invalid JSON at byte %ld of the record", reader->path,
-                            reader->record_number, record_line(reader), offset_in_record);
+    cJSON *json = al_record_json_parse(reader->text + reader->last_offset, reader->last_length, notes);
+    if (!json) {
+        al_error_context("%s: record %ld (line %ld)", reader->path, reader->record_number, record_line(reader));
+        return NULL;
     }
     if (!cJSON_IsObject(json)) {
         cJSON_Delete(json);
@@ -244,23 +271,72 @@ static cJSON *parse_record_json(struct al_reader *reader)
     return json;
 }
 
+static bool has_assistant_turn(const struct al_conversation *conv)
+{
+    for (int i = 0; i < conv->n_messages; i++)
+        if (conv->messages[i].role == AL_ROLE_ASSISTANT)
+            return true;
+    return false;
+}
+
+/* Checks that only training needs: a record without an assistant turn has nothing to
+ * learn from (its loss mask would be empty). */
+static int check_trainable(const struct al_reader *reader, const struct al_conversation *conv)
+{
+    if (reader->options.require_assistant && !has_assistant_turn(conv))
+        return al_fail("%s: record %ld: no assistant message, so nothing to train on", reader->path,
+                       reader->record_number);
+    return 0;
+}
+
+/* Duplicates are warned about one by one up to this many of each kind; the rest are only
+ * counted (the summary gives the totals), so a file full of them does not flood the log. */
+#define MAX_DUPLICATE_WARNINGS 5
+
+static void warn_duplicate_keys(struct al_reader *reader, const struct al_record_json_notes *notes)
+{
+    if (notes->duplicate_keys == 0 || ++reader->summary.duplicate_keys > MAX_DUPLICATE_WARNINGS)
+        return;
+    al_log_warn("%s: record %ld (line %ld): key \"%s\" appears more than once%s; the last value is used (as "
+                "Python's json does)",
+                reader->path, reader->record_number, record_line(reader), notes->first_duplicate,
+                notes->duplicate_keys > 1 ? " (and other keys too)" : "");
+}
+
 /* One record from bytes to a checked conversation; -1 leaves a record-level error. */
 static int build_record(struct al_reader *reader, struct al_conversation *conv)
 {
-    cJSON *json = parse_record_json(reader);
+    struct al_record_json_notes notes;
+    cJSON *json = parse_record_json(reader, &notes);
     if (!json)
         return -1;
-    memset(conv, 0, sizeof *conv);
-    /* Keep float literals ("2.0") so chat templates print numbers as Python would. */
-    int rc = al_json_mark_float_literals(json, reader->text + reader->last_offset, reader->last_length);
-    if (rc == 0)
-        rc = al_conversation_from_json(conv, json, reader->path, reader->record_number);
+    int rc = al_conversation_from_json(conv, json, reader->path, reader->record_number);
     cJSON_Delete(json);
-    if (rc == 0 && al_tool_schemas_check(conv->tools, reader->path, reader->record_number) != 0) {
+    if (rc == 0 && (al_tool_schemas_check(conv->tools, reader->path, reader->record_number) != 0 ||
+                    check_trainable(reader, conv) != 0)) {
         al_conversation_free(conv);
         rc = -1;
     }
+    if (rc == 0)
+        warn_duplicate_keys(reader, &notes);
     return rc;
+}
+
+/* A repeated id is kept (ids are labels, not keys), but said: it usually means a file
+ * was concatenated twice, which would weight those records double. */
+static int note_record_id(struct al_reader *reader, const struct al_conversation *conv)
+{
+    if (!conv->id)
+        return 0;
+    long first_record;
+    int added = al_id_set_add(&reader->ids, conv->id, reader->record_number, &first_record);
+    if (added < 0)
+        return al_fail("out of memory reading %s", reader->path);
+    if (added == 0 && ++reader->summary.duplicate_ids <= MAX_DUPLICATE_WARNINGS) {
+        al_log_warn("%s: record %ld: id \"%.64s\" was already used by record %ld", reader->path,
+                    reader->record_number, conv->id, first_record);
+    }
+    return 0;
 }
 
 /* 1: bytes of the next record; 0: end; -1: structural error (always fatal). */
@@ -281,7 +357,7 @@ int al_reader_next(struct al_reader *reader, struct al_conversation *conv)
         if (got <= 0)
             return got;
         if (build_record(reader, conv) == 0) {
-            if (al_load_summary_add_record(&reader->summary, conv) == -1) {
+            if (note_record_id(reader, conv) != 0 || al_load_summary_add_record(&reader->summary, conv) == -1) {
                 al_conversation_free(conv);
                 return -1;
             }

@@ -127,6 +127,11 @@ static size_t element_end(const char *text, size_t size, size_t start)
     return scalar_end(text, size, start);
 }
 
+size_t al_json_value_end(const char *text, size_t size, size_t start)
+{
+    return start < size ? element_end(text, size, start) : SIZE_MAX;
+}
+
 /* After the array's ']' only white space may follow. */
 static int finish(struct al_json_array_scanner *scanner)
 {

@@ -20,6 +20,7 @@ struct al_data_stream {
     struct al_dataset eval_data; /* used only with a separate eval file */
     bool separate_eval;
     struct al_index_list train, eval;
+    int unusable_train; /* of train: records that failed to render or tokenize (skipped) */
     struct al_sampler sampler;
     struct al_packer *packer;
     /* A document drawn for a batch it did not fit: it opens the next batch. */
@@ -114,12 +115,15 @@ static int count_epoch(struct al_data_stream *s)
     for (int i = 0; i < s->train.n && rc == 0; i++) {
         struct al_example example;
         char *reason = NULL;
+        const struct al_record_entry *entry = &s->train_data.records[s->train.items[order[i]]];
         int built = build_example(s, &s->train_data, s->train.items[order[i]], &example, &reason);
         if (built <= 0) {
             rc = built;
             if (reason) {
+                /* The reader counted it as accepted; now it is a skip, counted once. */
                 al_log_warn("skipping %s", reason);
-                al_load_summary_add_skip(&s->train_data.summary, reason);
+                al_load_summary_move_to_skipped(&s->train_data.summary, entry->harmful, entry->category, reason);
+                s->unusable_train++;
                 free(reason);
             }
             continue;
@@ -144,8 +148,10 @@ static int count_epoch(struct al_data_stream *s)
     if (rc == 0) {
         al_pack_stats_add_to_summary(al_packer_stats(packer), &s->train_data.summary);
         s->batches_per_epoch = batches;
-        if (batches == 0)
-            rc = al_fail("%s: no training record could be used", s->options.train_path);
+        rc = batches == 0 ? al_fail("%s: no training record could be used%s", s->options.train_path,
+                                    al_packer_stats(packer)->dropped > 0 ? " (every one is longer than max_len)" : "")
+                          : al_check_something_to_learn(al_packer_stats(packer), s->options.pack.max_len,
+                                                        s->options.train_path);
     }
     free(order);
     al_packer_free(packer);
@@ -161,7 +167,7 @@ struct al_data_stream *al_data_stream_open(const struct al_data_stream_options *
     s->options = *options;
     s->tokenizer = tokenizer;
     s->separate_eval = options->eval_path && options->eval_path[0];
-    struct al_reader_options reader = {.strict = options->strict};
+    struct al_reader_options reader = {.strict = options->strict, .require_assistant = true};
     struct al_data_cursor origin = {0, 0};
     s->next_batch_start = start ? *start : origin;
     if (al_dataset_load(&s->train_data, options->train_path, &reader) != 0 ||
@@ -255,7 +261,7 @@ int64_t al_data_stream_batches_per_epoch(const struct al_data_stream *s)
 
 int al_data_stream_counts(const struct al_data_stream *s, int *train_records, int *eval_records)
 {
-    *train_records = s->train.n;
+    *train_records = s->train.n - s->unusable_train;
     *eval_records = s->eval.n;
     return 0;
 }

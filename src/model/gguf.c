@@ -355,6 +355,28 @@ static int read_tensor_infos(struct al_gguf *g, struct cursor *c, uint64_t count
     return 0;
 }
 
+/* Writers (gguf-py, llama.cpp) lay the tensors out in the order of their infos, each at
+ * the aligned end of the one before, and llama.cpp refuses any other layout. Checking
+ * it catches overlapping data, and a type or shape changed in a tensor info (which
+ * changes how many bytes the tensor needs) before anything is read as the wrong type. */
+static int check_tensors_in_sequence(const struct al_gguf *g)
+{
+    uint64_t expected = 0;
+    bool known = true; /* false after a type of unknown size: its end cannot be computed */
+    for (int k = 0; k < g->tensor_count; k++) {
+        const struct al_gguf_tensor *t = &g->tensors[k];
+        if (known && t->offset != expected)
+            return al_fail("%s: tensor %s: data at offset %" PRIu64 ", but %s ends at %" PRIu64 " (aligned to %" PRIu64
+                           "): the two %s, so a tensor's type or shape does not match its data",
+                           g->file.path, t->name, t->offset, k > 0 ? g->tensors[k - 1].name : "the data before it",
+                           expected, g->alignment, t->offset < expected ? "overlap" : "leave a gap");
+        struct al_ggml_layout layout;
+        known = al_ggml_layout_of(t->type, &layout);
+        expected = (t->offset + t->nbytes + g->alignment - 1) / g->alignment * g->alignment;
+    }
+    return 0;
+}
+
 /* Places every tensor inside the data section, which starts at the first aligned offset
  * after the tensor infos. */
 static int place_tensors(struct al_gguf *g, size_t header_end)
@@ -374,7 +396,7 @@ static int place_tensors(struct al_gguf *g, size_t header_end)
                            "(%" PRIu64 " bytes)", g->file.path, t->name, t->offset, t->offset + t->nbytes, data_size);
         t->data = g->file.data + data_start + t->offset;
     }
-    return 0;
+    return check_tensors_in_sequence(g);
 }
 
 static int parse(struct al_gguf *g)

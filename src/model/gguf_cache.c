@@ -17,6 +17,9 @@
 
 bool al_path_is_gguf(const char *path)
 {
+    /* Only a regular file can be one; opening a FIFO to look would block. */
+    if (!al_file_exists(path))
+        return false;
     FILE *f = fopen(path, "rb");
     if (!f)
         return false;

@@ -12,6 +12,7 @@
 #include "agentlora/error.h"
 #include "agentlora/file.h"
 #include "agentlora/gguf.h"
+#include "tokenizer/tokenizer_internal.h"
 
 /* llama.cpp's token types (llama_token_type): control tokens are Hugging Face's special
  * added tokens, user-defined ones its non-special added tokens. */
@@ -83,6 +84,20 @@ struct gguf_vocab {
     const char *pre;
 };
 
+/* GGUF strings are UTF-8, and tokenizer.json must be: a token with a stray byte (a
+ * flipped bit) would be written into a file that Python's json refuses to read. */
+static int check_utf8_strings(const struct al_gguf *g, const struct al_gguf_value *array, const char *key)
+{
+    for (uint64_t k = 0; k < array->count; k++) {
+        size_t length = strlen(array->strings[k]);
+        size_t invalid = al_utf8_invalid_offset(array->strings[k], length);
+        if (invalid != length)
+            return al_fail("%s: %s[%" PRIu64 "] is not valid UTF-8 (at byte %zu)", al_gguf_path(g), key, k,
+                           invalid);
+    }
+    return 0;
+}
+
 static int read_vocab(const struct al_gguf *g, struct gguf_vocab *v)
 {
     const char *model;
@@ -92,7 +107,9 @@ static int read_vocab(const struct al_gguf *g, struct gguf_vocab *v)
         return al_fail("%s: tokenizer.ggml.model is \"%s\"; only byte-level BPE (\"gpt2\") tokenizers can be "
                        "converted", al_gguf_path(g), model);
     if (al_gguf_get_array(g, "tokenizer.ggml.tokens", AL_GGUF_STRING, &v->tokens) < 0 ||
-        al_gguf_get_array(g, "tokenizer.ggml.merges", AL_GGUF_STRING, &v->merges) < 0)
+        al_gguf_get_array(g, "tokenizer.ggml.merges", AL_GGUF_STRING, &v->merges) < 0 ||
+        check_utf8_strings(g, v->tokens, "tokenizer.ggml.tokens") < 0 ||
+        check_utf8_strings(g, v->merges, "tokenizer.ggml.merges") < 0)
         return -1;
     v->types = NULL;
     if (al_gguf_find(g, "tokenizer.ggml.token_type")) {

@@ -107,7 +107,8 @@ static int check_dtype(struct checker *ck, const struct al_tensor_view *t)
     return 0;
 }
 
-static int check_shape(const struct al_tensor_view *t, int ndim, const int64_t *expected)
+static int check_shape_implied_by(const struct al_tensor_view *t, int ndim, const int64_t *expected,
+                                  const char *implied_by)
 {
     bool same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++)
@@ -117,8 +118,13 @@ static int check_shape(const struct al_tensor_view *t, int ndim, const int64_t *
     char found_text[128], expected_text[128];
     format_shape(found_text, sizeof found_text, t->ndim, t->shape);
     format_shape(expected_text, sizeof expected_text, ndim, expected);
-    return al_fail("%s: tensor %s has shape %s, config.json implies %s", t->file, t->name, found_text,
+    return al_fail("%s: tensor %s has shape %s, %s implies %s", t->file, t->name, found_text, implied_by,
                    expected_text);
+}
+
+static int check_shape(const struct al_tensor_view *t, int ndim, const int64_t *expected)
+{
+    return check_shape_implied_by(t, ndim, expected, "config.json");
 }
 
 /* Finds a required tensor and checks its dtype and shape. */
@@ -216,6 +222,43 @@ static int reject_unexpected(const struct al_model_config *c, const struct al_te
                            c->architecture, c->num_hidden_layers);
     }
     return 0;
+}
+
+/* ---- one tensor, before it is written ---- */
+
+static const struct tensor_kind *kind_of_suffix(const struct al_model_config *c, const char *suffix)
+{
+    for (int k = 0; k < N_LAYER_KINDS; k++)
+        if (kind_applies(&layer_kinds[k], c) && strcmp(suffix, layer_kinds[k].suffix) == 0)
+            return &layer_kinds[k];
+    return NULL;
+}
+
+int al_model_tensor_check(const struct al_model_config *c, const char *name, int ndim, const int64_t *shape,
+                          const char *source)
+{
+    struct al_tensor_view view = {.name = name, .file = source, .ndim = ndim};
+    for (int d = 0; d < ndim && d < AL_MAX_DIMS; d++)
+        view.shape[d] = shape[d];
+    int64_t expected[2] = {0, 0};
+    int expected_ndim = 2;
+    const char *suffix = layer_suffix(name, c->num_hidden_layers);
+    const struct tensor_kind *kind = suffix ? kind_of_suffix(c, suffix) : NULL;
+    if (kind) {
+        expected_ndim = kind->ndim;
+        expected[0] = extent_of(c, kind->rows);
+        expected[1] = extent_of(c, kind->cols);
+    } else if (strcmp(name, EMBED_TOKENS) == 0 || strcmp(name, LM_HEAD) == 0) {
+        expected[0] = c->vocab_size;
+        expected[1] = c->hidden_size;
+    } else if (strcmp(name, FINAL_NORM) == 0) {
+        expected_ndim = 1;
+        expected[0] = c->hidden_size;
+    } else {
+        return al_fail("%s: unexpected tensor %s (not part of a %s with %d layers)", source, name, c->architecture,
+                       c->num_hidden_layers);
+    }
+    return check_shape_implied_by(&view, expected_ndim, expected, "the model's configuration");
 }
 
 /* ---- opening ---- */

@@ -229,6 +229,49 @@ int al_tokenizer_apply_config(struct al_tokenizer *tokenizer, const char *config
     return status;
 }
 
+/* The largest id the tokenizer can hand out: its vocabulary and its added tokens. */
+static int32_t highest_id(const struct al_tokenizer *tokenizer)
+{
+    int32_t highest = al_tokenizer_vocab_size(tokenizer) - 1;
+    for (size_t i = 0; i < tokenizer->added.count; i++)
+        if (tokenizer->added.items[i].id > highest)
+            highest = tokenizer->added.items[i].id;
+    return highest;
+}
+
+int al_tokenizer_check_model_vocab(const struct al_tokenizer *tokenizer, int64_t model_vocab_size,
+                                   const char *model_name)
+{
+    int32_t highest = highest_id(tokenizer);
+    if (highest < model_vocab_size)
+        return 0;
+    return al_fail("%s: the tokenizer has ids up to %ld, but the model %s has vocab_size %lld: ids from %lld on "
+                   "have no embedding (is this the model's own tokenizer?)",
+                   tokenizer->source_path, (long)highest, model_name, (long long)model_vocab_size,
+                   (long long)model_vocab_size);
+}
+
+/* A model folder's tokenizer must fit the folder's model: an id past vocab_size would
+ * fail only inside training, after a checkpoint, naming neither file. */
+static int check_against_config(const struct al_tokenizer *tokenizer, const char *model_dir)
+{
+    char *config_path = al_path_join(model_dir, "config.json");
+    if (!config_path)
+        return al_fail("out of memory");
+    int rc = 0;
+    if (al_file_exists(config_path)) {
+        cJSON *config = al_json_load_file(config_path);
+        const cJSON *vocab = config ? cJSON_GetObjectItemCaseSensitive(config, "vocab_size") : NULL;
+        if (!config)
+            rc = -1;
+        else if (cJSON_IsNumber(vocab) && vocab->valuedouble >= 1)
+            rc = al_tokenizer_check_model_vocab(tokenizer, (int64_t)vocab->valuedouble, config_path);
+        cJSON_Delete(config);
+    }
+    free(config_path);
+    return rc;
+}
+
 struct al_tokenizer *al_tokenizer_load(const char *model_dir)
 {
     char *json_path = al_path_join(model_dir, "tokenizer.json");
@@ -243,7 +286,8 @@ struct al_tokenizer *al_tokenizer_load(const char *model_dir)
         tokenizer = al_tokenizer_load_sentencepiece(model_path);
     else
         al_fail("%s: no tokenizer.json or tokenizer.model", model_dir);
-    if (tokenizer && al_file_exists(config_path) && al_tokenizer_apply_config(tokenizer, config_path) != 0) {
+    if (tokenizer && ((al_file_exists(config_path) && al_tokenizer_apply_config(tokenizer, config_path) != 0) ||
+                      check_against_config(tokenizer, model_dir) != 0)) {
         al_tokenizer_free(tokenizer);
         tokenizer = NULL;
     }

@@ -36,7 +36,7 @@ static const struct al_train_config_key keys[] = {
              "into <file>.hf)"),
     TEXT_KEY(NULL, train_data, "", FIXED, "training data: AgentAlign JSON array or JSONL"),
     TEXT_KEY(NULL, eval_data, "", FIXED, "separate evaluation data; empty: hold out eval_fraction of train_data"),
-    INT_KEY(NULL, max_len, "2048", FIXED, "tokens per packed row"),
+    INT_KEY(NULL, max_len, "2048", FIXED, "tokens per packed row, at most 1048576"),
     FLOAT_KEY(NULL, eval_fraction, "0.05", FIXED, "share of behaviour patterns held out for evaluation, in [0, 1)"),
     TEXT_KEY(NULL, harmful_benign_ratio, "", FIXED, "harmful:benign mix such as 1:2; empty keeps the data's own mix"),
     TEXT_KEY(NULL, ping_prefixes, "", FIXED, "PING prefix file (JSON list of strings or one per line)"),
@@ -51,27 +51,27 @@ static const struct al_train_config_key keys[] = {
              "render tool-call arguments given as JSON strings as quoted strings (default: as objects)"),
     BOOL_KEY(NULL, strict_data, "false", FREE, "stop at the first malformed record (default: skip and count it)"),
 
-    INT_KEY("LoRA", lora_r, "16", FIXED, "rank r"),
-    FLOAT_KEY(NULL, lora_alpha, "32", FIXED, "alpha; the update is scaled by alpha / r"),
+    INT_KEY("LoRA", lora_r, "16", FIXED, "rank r, at most 65536"),
+    FLOAT_KEY(NULL, lora_alpha, "32", FIXED, "alpha; the update is scaled by alpha / r; in (0, 65536]"),
     FLOAT_KEY(NULL, lora_dropout, "0", FREE, "dropout on the LoRA input, in [0, 1)"),
     TEXT_KEY(NULL, lora_targets, "all", FIXED, "adapted linears: all, or a list such as q_proj,v_proj"),
     BOOL_KEY(NULL, use_rslora, "false", FIXED, "scale by alpha / sqrt(r) (rsLoRA)"),
     TEXT_KEY(NULL, init_adapter, "", FIXED,
              "PEFT LoRA adapter folder to start from (its r, alpha, targets replace the lora_* keys)"),
 
-    FLOAT_KEY("Optimisation", lr, "2e-4", FREE, "peak learning rate"),
+    FLOAT_KEY("Optimisation", lr, "2e-4", FREE, "peak learning rate, in (0, 1]"),
     TEXT_KEY(NULL, lr_scheduler, "cosine", FREE, "constant | linear | cosine, after linear warmup"),
     FLOAT_KEY(NULL, warmup_ratio, "0.03", FREE, "warmup as a share of the steps (ceil), when warmup_steps is 0"),
     INT_KEY(NULL, warmup_steps, "0", FREE, "warmup steps; overrides warmup_ratio when positive"),
     FLOAT_KEY(NULL, adam_beta1, "0.9", FREE, "AdamW beta1"),
     FLOAT_KEY(NULL, adam_beta2, "0.999", FREE, "AdamW beta2"),
-    FLOAT_KEY(NULL, adam_epsilon, "1e-8", FREE, "AdamW epsilon"),
-    FLOAT_KEY(NULL, weight_decay, "0", FREE, "AdamW decoupled weight decay"),
-    FLOAT_KEY(NULL, max_grad_norm, "1.0", FREE, "clip gradients to this global norm; 0 disables"),
-    INT_KEY(NULL, micro_batch_rows, "1", FREE, "packed rows of max_len tokens per forward/backward"),
-    INT_KEY(NULL, gradient_accumulation, "1", FREE, "micro-batches per optimizer step"),
+    FLOAT_KEY(NULL, adam_epsilon, "1e-8", FREE, "AdamW epsilon, in [1e-30, 1]"),
+    FLOAT_KEY(NULL, weight_decay, "0", FREE, "AdamW decoupled weight decay, in [0, 10]"),
+    FLOAT_KEY(NULL, max_grad_norm, "1.0", FREE, "clip gradients to this global norm, at most 1e9; 0 disables"),
+    INT_KEY(NULL, micro_batch_rows, "1", FREE, "packed rows of max_len tokens per forward/backward, at most 65536"),
+    INT_KEY(NULL, gradient_accumulation, "1", FREE, "micro-batches per optimizer step, at most 1048576"),
     INT_KEY(NULL, max_steps, "0", FREE, "optimizer steps; 0: as many as epochs take"),
-    FLOAT_KEY(NULL, epochs, "1", FREE, "passes over the training data when max_steps is 0"),
+    FLOAT_KEY(NULL, epochs, "1", FREE, "passes over the training data when max_steps is 0, at most 10000"),
     BOOL_KEY(NULL, gradient_checkpointing, "false", FREE, "recompute each block in backward to save memory"),
     INT_KEY(NULL, max_nonfinite_steps, "5", FREE, "stop after this many NaN/Inf gradient steps in a row"),
 
@@ -385,6 +385,30 @@ static int check_range(const char *key, double value, double low, double high, b
     return 0;
 }
 
+/* Upper bounds on the numbers that would otherwise pass as "positive" and fail only
+ * later: the optimizer runs in fp32, where 1e39 is infinity (the first step's update
+ * would be NaN), and counts past these multiply into allocations or step totals no run
+ * could reach. Each is far beyond any sane recipe. */
+#define MAX_LR 1.0
+#define MAX_LORA_ALPHA 65536.0
+#define MAX_LORA_RANK 65536
+#define MIN_ADAM_EPSILON 1e-30
+#define MAX_ADAM_EPSILON 1.0
+#define MAX_WEIGHT_DECAY 10.0
+#define MAX_GRAD_NORM_LIMIT 1e9
+#define MAX_EPOCHS 10000.0
+#define MAX_MAX_LEN 1048576
+#define MAX_MICRO_BATCH_ROWS 65536
+#define MAX_GRADIENT_ACCUMULATION 1048576
+
+/* (0, high]: positive, and at most high. */
+static int check_positive_up_to(const char *key, double value, double high)
+{
+    if (!(value > 0) || value > high)
+        return al_fail("key '%s': %g is outside (0, %g]", key, value, high);
+    return 0;
+}
+
 static int check_positive(const char *key, double value)
 {
     return value > 0 ? 0 : al_fail("key '%s' must be positive, got %g", key, value);
@@ -399,7 +423,7 @@ static int validate_data(const struct al_train_config *c)
 {
     static const char *const modes[] = {"none", "train", "eval", NULL};
     static const char *const ping_targets[] = {"harmful", "benign", "both", NULL};
-    if (check_positive("max_len", (double)c->max_len) || check_range("eval_fraction", c->eval_fraction, 0, 1, false) ||
+    if (check_positive_up_to("max_len", (double)c->max_len, MAX_MAX_LEN) || check_range("eval_fraction", c->eval_fraction, 0, 1, false) ||
         check_ratio(c->harmful_benign_ratio) || check_word("ping_mode", c->ping_mode, modes, "none, train, eval") ||
         check_word("ping_targets", c->ping_targets, ping_targets, "harmful, benign, both") ||
         check_non_negative("seed", (double)c->seed))
@@ -415,7 +439,7 @@ static int validate_data(const struct al_train_config *c)
 static int validate_lora(const struct al_train_config *c)
 {
     struct al_lora_config lora;
-    if (check_positive("lora_r", (double)c->lora_r) || check_positive("lora_alpha", c->lora_alpha) ||
+    if (check_positive_up_to("lora_r", (double)c->lora_r, MAX_LORA_RANK) || check_positive_up_to("lora_alpha", c->lora_alpha, MAX_LORA_ALPHA) ||
         check_range("lora_dropout", c->lora_dropout, 0, 1, false) || al_train_config_lora(c, &lora))
         return -1;
     return 0;
@@ -424,15 +448,15 @@ static int validate_lora(const struct al_train_config *c)
 static int validate_optimisation(const struct al_train_config *c)
 {
     enum al_schedule_kind kind;
-    if (check_positive("lr", c->lr) || al_train_config_schedule_kind(c, &kind) ||
+    if (check_positive_up_to("lr", c->lr, MAX_LR) || al_train_config_schedule_kind(c, &kind) ||
         check_range("warmup_ratio", c->warmup_ratio, 0, 1, true) ||
         check_non_negative("warmup_steps", (double)c->warmup_steps) ||
         check_range("adam_beta1", c->adam_beta1, 0, 1, false) || check_range("adam_beta2", c->adam_beta2, 0, 1, false) ||
-        check_positive("adam_epsilon", c->adam_epsilon) || check_non_negative("weight_decay", c->weight_decay) ||
-        check_non_negative("max_grad_norm", c->max_grad_norm) ||
-        check_positive("micro_batch_rows", (double)c->micro_batch_rows) ||
-        check_positive("gradient_accumulation", (double)c->gradient_accumulation) ||
-        check_non_negative("max_steps", (double)c->max_steps) || check_non_negative("epochs", c->epochs) ||
+        check_range("adam_epsilon", c->adam_epsilon, MIN_ADAM_EPSILON, MAX_ADAM_EPSILON, true) || check_range("weight_decay", c->weight_decay, 0, MAX_WEIGHT_DECAY, true) ||
+        check_range("max_grad_norm", c->max_grad_norm, 0, MAX_GRAD_NORM_LIMIT, true) ||
+        check_positive_up_to("micro_batch_rows", (double)c->micro_batch_rows, MAX_MICRO_BATCH_ROWS) ||
+        check_positive_up_to("gradient_accumulation", (double)c->gradient_accumulation, MAX_GRADIENT_ACCUMULATION) ||
+        check_non_negative("max_steps", (double)c->max_steps) || check_range("epochs", c->epochs, 0, MAX_EPOCHS, true) ||
         check_positive("max_nonfinite_steps", (double)c->max_nonfinite_steps))
         return -1;
     if (c->max_steps == 0 && c->epochs <= 0)

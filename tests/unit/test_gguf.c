@@ -12,6 +12,7 @@
 #include "agentlora/file.h"
 #include "agentlora/gguf.h"
 #include "agentlora/tokenizer.h"
+#include "gguf_bytes.h"
 #include "test_support.h"
 
 #define GOLDEN_GGUF "tests/golden/gguf/tiny-llama.gguf"
@@ -143,25 +144,6 @@ Test(gguf_read, every_tensor_dequantises_as_the_gguf_package_does)
 }
 
 /* ---- hostile files, built byte by byte ---- */
-
-struct bytes {
-    uint8_t data[4096];
-    size_t size;
-};
-
-static void put(struct bytes *b, const void *p, size_t n)
-{
-    cr_assert_leq(b->size + n, sizeof b->data);
-    memcpy(b->data + b->size, p, n);
-    b->size += n;
-}
-static void put_u32(struct bytes *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(struct bytes *b, uint64_t v) { put(b, &v, 8); }
-static void put_string(struct bytes *b, const char *s)
-{
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
 
 static void put_header(struct bytes *b, uint64_t tensors, uint64_t kvs)
 {
