@@ -33,8 +33,8 @@ struct op_case {
 };
 
 /* Two sequences packed as documents: attention_forward over the pack is the reference
- * for decode_attention over a cache holding the same keys. */
-Test(decode_ops, cache_attention_equals_packed_attention)
+ * for decode_attention over a cache holding the same keys, with the same window. */
+static void check_cache_attention_equals_packed(int window)
 {
     struct al_backend *be = al_backend_cpu_create();
     const int lengths[2] = {5, 8};
@@ -53,7 +53,9 @@ Test(decode_ops, cache_attention_equals_packed_attention)
         pos[i] = i < lengths[0] ? i : i - lengths[0];
         doc_start[i] = i < lengths[0] ? 0 : lengths[0];
     }
-    cr_assert_eq(be->ops->attention_forward(be, ref, lse, q, k, v, doc_start, n, s.q_heads, s.kv_heads, s.head_dim), 0);
+    cr_assert_eq(be->ops->attention_forward(be, ref, lse, q, k, v, doc_start, window, n, s.q_heads, s.kv_heads,
+                                            s.head_dim),
+                 0);
 
     size_t cache_bytes = sizeof(float) * s.sequences * s.capacity * kv_width;
     struct al_kv_cache_layer cache = {be->ops->alloc(be, cache_bytes), be->ops->alloc(be, cache_bytes), s.sequences,
@@ -62,15 +64,17 @@ Test(decode_ops, cache_attention_equals_packed_attention)
     /* Slot p of sequence 1 holds that sequence's token p. */
     const float *slot = (const float *)cache.k + (1 * s.capacity + 3) * kv_width;
     cr_expect_eq(memcmp(slot, k + (lengths[0] + 3) * kv_width, sizeof(float) * kv_width), 0);
-    cr_assert_eq(be->ops->decode_attention(be, out, q, &cache, seq, pos, n, s.q_heads, s.kv_heads, s.head_dim), 0);
+    cr_assert_eq(be->ops->decode_attention(be, out, q, &cache, seq, pos, window, n, s.q_heads, s.kv_heads,
+                                           s.head_dim),
+                 0);
     /* The same blocked computation; only the GEMMs' shapes differ, so equal to rounding. */
     cr_expect_lt(test_max_abs_error(out, ref, n * q_width), DECODE_OP_TOLERANCE);
 
     /* A single query at the end of sequence 0 alone gives the same row. */
     int32_t one_seq = 0, one_pos = lengths[0] - 1;
     float row[32];
-    cr_assert_eq(be->ops->decode_attention(be, row, q + (lengths[0] - 1) * q_width, &cache, &one_seq, &one_pos, 1,
-                                           s.q_heads, s.kv_heads, s.head_dim),
+    cr_assert_eq(be->ops->decode_attention(be, row, q + (lengths[0] - 1) * q_width, &cache, &one_seq, &one_pos,
+                                           window, 1, s.q_heads, s.kv_heads, s.head_dim),
                  0);
     cr_expect_lt(test_max_abs_error(row, ref + (lengths[0] - 1) * q_width, q_width), DECODE_OP_TOLERANCE);
 
@@ -78,6 +82,17 @@ Test(decode_ops, cache_attention_equals_packed_attention)
     be->ops->free(be, cache.v);
     free(q), free(k), free(v), free(ref), free(out), free(lse);
     al_backend_destroy(be);
+}
+
+Test(decode_ops, cache_attention_equals_packed_attention)
+{
+    check_cache_attention_equals_packed(0);
+}
+
+/* A window of 3: both sequences are longer, so later queries lose their first slots. */
+Test(decode_ops, cache_attention_equals_packed_attention_in_a_sliding_window)
+{
+    check_cache_attention_equals_packed(3);
 }
 
 Test(decode_ops, tokens_outside_the_cache_are_errors)
@@ -90,11 +105,13 @@ Test(decode_ops, tokens_outside_the_cache_are_errors)
     cr_expect(strstr(al_error_message(), "sequence 2"), "%s", al_error_message());
     seq = 1;
     pos = 4;
-    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 1, 2, 1, 8), 0);
+    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 0, 1, 2, 1, 8), 0);
     cr_expect(strstr(al_error_message(), "position 4"), "%s", al_error_message());
     pos = 3;
-    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 1, 3, 2, 8), 0,
+    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 0, 1, 3, 2, 8), 0,
                   "3 query heads cannot share 2 kv heads");
+    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, -2, 1, 2, 1, 8), 0);
+    cr_expect(strstr(al_error_message(), "sliding window -2"), "%s", al_error_message());
     al_backend_destroy(be);
 }
 
