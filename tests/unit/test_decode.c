@@ -125,19 +125,25 @@ struct model_fixture {
     int vocab;
 };
 
-static void model_open(struct model_fixture *f, enum al_arch arch, bool with_adapter)
+/* A tiny model of `arch`, or, when golden_dir is given, that committed model folder (the
+ * transformers goldens with sliding windows and Qwen3's q/k norms). */
+static void model_open_from(struct model_fixture *f, enum al_arch arch, const char *golden_dir, bool with_adapter)
 {
     memset(f, 0, sizeof *f);
-    struct tiny_model_spec spec = tiny_model_default_spec();
-    spec.arch = arch;
-    spec.rope_llama3 = arch == AL_ARCH_LLAMA;
-    spec.vocab_size = 96;
-    f->vocab = spec.vocab_size;
-    f->dir = test_tmpdir();
-    cr_assert_eq(tiny_model_write(&spec, f->dir), 0, "%s", al_error_message());
+    if (golden_dir) {
+        f->dir = strdup(golden_dir);
+    } else {
+        struct tiny_model_spec spec = tiny_model_default_spec();
+        spec.arch = arch;
+        spec.rope_llama3 = arch == AL_ARCH_LLAMA;
+        spec.vocab_size = 96;
+        f->dir = test_tmpdir();
+        cr_assert_eq(tiny_model_write(&spec, f->dir), 0, "%s", al_error_message());
+    }
     f->backend = al_backend_cpu_create();
     f->model = al_model_load(f->dir, f->backend);
     cr_assert_not_null(f->model, "%s", al_error_message());
+    f->vocab = al_model_get_config(f->model)->vocab_size;
     if (with_adapter) {
         /* Dropout is set so that a decoder that forgot to turn it off would disagree. */
         struct al_lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.25f, .target_mask = AL_LORA_ALL_TARGETS};
@@ -145,6 +151,11 @@ static void model_open(struct model_fixture *f, enum al_arch arch, bool with_ada
         cr_assert_not_null(f->lora, "%s", al_error_message());
         cr_assert_eq(test_lora_randomize(f->lora, 11, 0.2f), 0, "B must be non-zero for the adapter to matter");
     }
+}
+
+static void model_open(struct model_fixture *f, enum al_arch arch, bool with_adapter)
+{
+    model_open_from(f, arch, NULL, with_adapter);
 }
 
 static void model_close(struct model_fixture *f)
@@ -181,10 +192,10 @@ static void expect_rows_close(const float *got, const float *ref, int rows, int 
 
 /* Prefill every prompt in one step, then decode: the logits of every token must equal
  * the full forward's at the same place. */
-static void check_decoding_matches_full_forward(enum al_arch arch, bool with_adapter, int max_step_tokens)
+static void check_decoding_of(const char *golden_dir, enum al_arch arch, bool with_adapter, int max_step_tokens)
 {
     struct model_fixture f;
-    model_open(&f, arch, with_adapter);
+    model_open_from(&f, arch, golden_dir, with_adapter);
     struct test_batch tb;
     test_batch_make(&tb, total_length, SEQUENCES, f.vocab, 21, 0);
     float *ref = reference_logits(&f, &tb);
@@ -235,6 +246,23 @@ static void check_decoding_matches_full_forward(enum al_arch arch, bool with_ada
     free(ref);
     test_batch_free(&tb);
     model_close(&f);
+}
+
+static void check_decoding_matches_full_forward(enum al_arch arch, bool with_adapter, int max_step_tokens)
+{
+    check_decoding_of(NULL, arch, with_adapter, max_step_tokens);
+}
+
+/* Sliding windows (5 on every layer; 6 on Qwen3's first layer) shorter than the 11- and
+ * 12-token sequences: decode steps must drop the same old keys the full forward drops. */
+Test(decode_model, mistral_sliding_window_matches_full_forward)
+{
+    check_decoding_of("tests/golden/mistral_window_tiny/model", AL_ARCH_MISTRAL, true, 0);
+}
+
+Test(decode_model, qwen3_window_and_qk_norm_match_full_forward)
+{
+    check_decoding_of("tests/golden/qwen3_tiny/model", AL_ARCH_QWEN3, true, 4);
 }
 
 Test(decode_model, llama_matches_full_forward)
