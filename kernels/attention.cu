@@ -1,7 +1,10 @@
-/* Flash-style causal grouped-query attention with document masks, forward and backward.
- * CPU reference: src/backend/cpu/cpu_attention.c.
+/* Flash-style causal grouped-query attention with document masks and an optional sliding
+ * window, forward and backward. CPU reference: src/backend/cpu/cpu_attention.c.
  *
- * Token i attends to key j exactly when doc_start[i] <= j <= i; query head h reads kv head
+ * Token i attends to key j exactly when start(i) <= j <= i, where start(i) is doc_start[i],
+ * raised to i - window + 1 when window > 0 (transformers' sliding window: i - window < j).
+ * Key tiles wholly before every start of a query tile, or wholly after the last query that
+ * can see a key tile, are never loaded, so a window bounds the work per query; query head h reads kv head
  * h / (q_heads / kv_heads); scores are scaled by 1 / sqrt(head_dim). bf16 in and out, F32
  * arithmetic. No [n x n] matrix exists: the forward keeps a running (max, sum, output) per
  * query (online softmax) and saves lse; the backward recomputes P = exp(s - lse) tile by
@@ -37,16 +40,25 @@ __device__ static void load_query_tile(float *tile, const al_bf16 *src, int64_t 
     }
 }
 
-/* The smallest doc_start of the block's queries, rounded down to a key tile: where the
- * block's first unmasked key tile can begin. Needs no ordering of doc_start. */
-__device__ static int64_t first_key_tile(const int32_t *doc_start, int64_t q0, int64_t n)
+/* The first key query i sees: its document's start, or the window's when that is later. */
+__device__ static int64_t visible_start(const int32_t *doc_start, int64_t i, int window)
+{
+    int64_t start = doc_start[i];
+    if (window > 0 && i - window + 1 > start)
+        start = i - window + 1;
+    return start;
+}
+
+/* The smallest visible start of the block's queries, rounded down to a key tile: where
+ * the block's first unmasked key tile can begin. Needs no ordering of doc_start. */
+__device__ static int64_t first_key_tile(const int32_t *doc_start, int window, int64_t q0, int64_t n)
 {
     __shared__ int smallest;
     if (threadIdx.x == 0)
         smallest = INT_MAX;
     __syncthreads();
     if (threadIdx.x < QUERY_TILE && q0 + threadIdx.x < n)
-        atomicMin(&smallest, doc_start[q0 + threadIdx.x]);
+        atomicMin(&smallest, (int)visible_start(doc_start, q0 + threadIdx.x, window));
     __syncthreads();
     int64_t first = smallest < 0 ? 0 : smallest;
     return first / AL_KEY_TILE * AL_KEY_TILE;
@@ -54,8 +66,8 @@ __device__ static int64_t first_key_tile(const int32_t *doc_start, int64_t q0, i
 
 __global__ void __launch_bounds__(ATTENTION_THREADS)
     attention_forward_kernel(al_bf16 *out, float *lse, const al_bf16 *q, const al_bf16 *k, const al_bf16 *v,
-                             const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim,
-                             float scale)
+                             const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                             int head_dim, float scale)
 {
     extern __shared__ float shared[];
     int pitch = al_key_pitch(head_dim);
@@ -69,7 +81,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
     int64_t last_query = (q0 + QUERY_TILE < n ? q0 + QUERY_TILE : n) - 1;
 
     load_query_tile(queries, q, q0, n, q_heads, head, head_dim);
-    int64_t start = first_key_tile(doc_start, q0, n);
+    int64_t start = first_key_tile(doc_start, window, q0, n);
 
     float running_max[QUERIES_PER_WARP], running_sum[QUERIES_PER_WARP];
     float acc[QUERIES_PER_WARP][AL_DIMS_PER_LANE];
@@ -79,7 +91,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
         int64_t i = q0 + warp * QUERIES_PER_WARP + qq;
         running_max[qq] = -INFINITY;
         running_sum[qq] = 0.0f;
-        my_start[qq] = i < n ? doc_start[i] : 0;
+        my_start[qq] = i < n ? visible_start(doc_start, i, window) : 0;
 #pragma unroll
         for (int dd = 0; dd < AL_DIMS_PER_LANE; dd++)
             acc[qq][dd] = 0.0f;
@@ -152,7 +164,7 @@ __global__ void attention_delta_kernel(float *delta, const al_bf16 *dout, const 
 __global__ void __launch_bounds__(ATTENTION_THREADS)
     attention_backward_dq_kernel(al_bf16 *dq, const al_bf16 *dout, const al_bf16 *q, const al_bf16 *k,
                                  const al_bf16 *v, const float *lse, const float *delta, const int32_t *doc_start,
-                                 int64_t n, int q_heads, int kv_heads, int head_dim, float scale)
+                                 int window, int64_t n, int q_heads, int kv_heads, int head_dim, float scale)
 {
     extern __shared__ float shared[];
     int pitch = al_key_pitch(head_dim);
@@ -168,7 +180,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
 
     load_query_tile(queries, q, q0, n, q_heads, head, head_dim);
     load_query_tile(grads, dout, q0, n, q_heads, head, head_dim);
-    int64_t start = first_key_tile(doc_start, q0, n);
+    int64_t start = first_key_tile(doc_start, window, q0, n);
 
     float acc[QUERIES_PER_WARP][AL_DIMS_PER_LANE];
     float my_lse[QUERIES_PER_WARP], my_delta[QUERIES_PER_WARP];
@@ -177,7 +189,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
     for (int qq = 0; qq < QUERIES_PER_WARP; qq++) {
         int64_t i = q0 + warp * QUERIES_PER_WARP + qq;
         bool real = i < n;
-        my_start[qq] = real ? doc_start[i] : 0;
+        my_start[qq] = real ? visible_start(doc_start, i, window) : 0;
         my_lse[qq] = real ? lse[i * q_heads + head] : 0.0f;
         my_delta[qq] = real ? delta[i * q_heads + head] : 0.0f;
 #pragma unroll
@@ -238,8 +250,8 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
 __global__ void __launch_bounds__(ATTENTION_THREADS)
     attention_backward_dkdv_kernel(al_bf16 *dk, al_bf16 *dv, const al_bf16 *dout, const al_bf16 *q,
                                    const al_bf16 *k, const al_bf16 *v, const float *lse, const float *delta,
-                                   const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim,
-                                   float scale)
+                                   const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                                   int head_dim, float scale)
 {
     extern __shared__ float shared[];
     int pitch = al_key_pitch(head_dim);
@@ -268,15 +280,17 @@ __global__ void __launch_bounds__(ATTENTION_THREADS)
     int64_t j = j0 + lane;
     float *query = queries + warp * head_dim;
     float *grad = grads + warp * head_dim;
-    /* Queries before j0 never see these keys; later ones are skipped by their document. */
-    int64_t items = (n - j0) * group;
+    /* Queries before j0 never see these keys, nor (with a window) queries from
+     * last_key + window on; the others are skipped by their visible start. */
+    int64_t query_end = window > 0 && last_key + window < n ? last_key + window : n;
+    int64_t items = (query_end - j0) * group;
     for (int64_t round = 0; round < items; round += ATTENTION_WARPS) {
         int64_t item = round + warp;
         float p = 0.0f, ds = 0.0f;
         if (item < items) {
             int64_t i = j0 + item / group;
             int head = kv_head * group + (int)(item % group);
-            int64_t start = doc_start[i];
+            int64_t start = visible_start(doc_start, i, window);
             if (start <= last_key) { /* warp-uniform */
                 const al_bf16 *qi = q + (i * q_heads + head) * head_dim;
                 const al_bf16 *gi = dout + (i * q_heads + head) * head_dim;
@@ -348,8 +362,8 @@ static unsigned query_tiles(int64_t n)
 }
 
 cudaError_t al_launch_attention_forward(al_bf16 *out, float *lse, const al_bf16 *q, const al_bf16 *k,
-                                        const al_bf16 *v, const int32_t *doc_start, int64_t n, int q_heads,
-                                        int kv_heads, int head_dim, cudaStream_t stream)
+                                        const al_bf16 *v, const int32_t *doc_start, int window, int64_t n,
+                                        int q_heads, int kv_heads, int head_dim, cudaStream_t stream)
 {
     if (n <= 0)
         return cudaSuccess;
@@ -358,8 +372,9 @@ cudaError_t al_launch_attention_forward(al_bf16 *out, float *lse, const al_bf16 
     if (status != cudaSuccess)
         return status;
     dim3 grid(query_tiles(n), (unsigned)q_heads);
-    attention_forward_kernel<<<grid, ATTENTION_THREADS, bytes, stream>>>(out, lse, q, k, v, doc_start, n, q_heads,
-                                                                         kv_heads, head_dim, score_scale(head_dim));
+    attention_forward_kernel<<<grid, ATTENTION_THREADS, bytes, stream>>>(out, lse, q, k, v, doc_start, window, n,
+                                                                         q_heads, kv_heads, head_dim,
+                                                                         score_scale(head_dim));
     return cudaGetLastError();
 }
 
@@ -376,8 +391,8 @@ cudaError_t al_launch_attention_delta(float *delta, const al_bf16 *dout, const a
 
 cudaError_t al_launch_attention_backward_dq(al_bf16 *dq, const al_bf16 *dout, const al_bf16 *q, const al_bf16 *k,
                                             const al_bf16 *v, const float *lse, const float *delta,
-                                            const int32_t *doc_start, int64_t n, int q_heads, int kv_heads,
-                                            int head_dim, cudaStream_t stream)
+                                            const int32_t *doc_start, int window, int64_t n, int q_heads,
+                                            int kv_heads, int head_dim, cudaStream_t stream)
 {
     if (n <= 0)
         return cudaSuccess;
@@ -387,13 +402,13 @@ cudaError_t al_launch_attention_backward_dq(al_bf16 *dq, const al_bf16 *dout, co
         return status;
     dim3 grid(query_tiles(n), (unsigned)q_heads);
     attention_backward_dq_kernel<<<grid, ATTENTION_THREADS, bytes, stream>>>(
-        dq, dout, q, k, v, lse, delta, doc_start, n, q_heads, kv_heads, head_dim, score_scale(head_dim));
+        dq, dout, q, k, v, lse, delta, doc_start, window, n, q_heads, kv_heads, head_dim, score_scale(head_dim));
     return cudaGetLastError();
 }
 
 cudaError_t al_launch_attention_backward_dkdv(al_bf16 *dk, al_bf16 *dv, const al_bf16 *dout, const al_bf16 *q,
                                               const al_bf16 *k, const al_bf16 *v, const float *lse,
-                                              const float *delta, const int32_t *doc_start, int64_t n,
+                                              const float *delta, const int32_t *doc_start, int window, int64_t n,
                                               int q_heads, int kv_heads, int head_dim, cudaStream_t stream)
 {
     if (n <= 0)
@@ -406,6 +421,7 @@ cudaError_t al_launch_attention_backward_dkdv(al_bf16 *dk, al_bf16 *dv, const al
         return status;
     dim3 grid((unsigned)((n + AL_KEY_TILE - 1) / AL_KEY_TILE), (unsigned)kv_heads);
     attention_backward_dkdv_kernel<<<grid, ATTENTION_THREADS, bytes, stream>>>(
-        dk, dv, dout, q, k, v, lse, delta, doc_start, n, q_heads, kv_heads, head_dim, score_scale(head_dim));
+        dk, dv, dout, q, k, v, lse, delta, doc_start, window, n, q_heads, kv_heads, head_dim,
+        score_scale(head_dim));
     return cudaGetLastError();
 }

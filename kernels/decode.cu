@@ -4,7 +4,8 @@
  *
  * The cache of one layer is k, v [sequences, capacity, kv_heads, head_dim] in bf16; token
  * i of a step belongs to sequence seq[i] at position pos[i], and its query attends to
- * slots 0..pos[i] of that sequence through kv head h / (q_heads / kv_heads), with scores
+ * slots 0..pos[i] of that sequence (with a sliding window only pos[i] - window < slot:
+ * tiles before the window are never loaded) through kv head h / (q_heads / kv_heads), with scores
  * scaled by 1 / sqrt(head_dim). bf16 in and out, F32 arithmetic, an online softmax (a
  * running max, sum and output per query), so no score row is ever stored.
  *
@@ -59,8 +60,8 @@ __global__ void kv_cache_write_kernel(al_bf16 *cache_k, al_bf16 *cache_v, const 
 
 __global__ void __launch_bounds__(DECODE_THREADS)
     decode_attention_kernel(al_bf16 *out, const al_bf16 *q, const al_bf16 *cache_k, const al_bf16 *cache_v,
-                            const int32_t *seq, const int32_t *pos, int sequences, int capacity, int q_heads,
-                            int kv_heads, int head_dim, float scale)
+                            const int32_t *seq, const int32_t *pos, int window, int sequences, int capacity,
+                            int q_heads, int kv_heads, int head_dim, float scale)
 {
     extern __shared__ float shared[];
     int pitch = al_key_pitch(head_dim);
@@ -82,7 +83,8 @@ __global__ void __launch_bounds__(DECODE_THREADS)
             o[d] = __float2bfloat16_rn(NAN);
         return;
     }
-    int64_t last = pos[i]; /* the query's own slot: it attends to slots 0..last */
+    int64_t last = pos[i]; /* the query's own slot: it attends to slots first..last */
+    int64_t first = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
     size_t sequence_elements = (size_t)capacity * kv_heads * head_dim;
     const al_bf16 *k_base = cache_k + (size_t)seq[i] * sequence_elements;
     const al_bf16 *v_base = cache_v + (size_t)seq[i] * sequence_elements;
@@ -98,7 +100,7 @@ __global__ void __launch_bounds__(DECODE_THREADS)
     for (int dd = 0; dd < AL_DIMS_PER_LANE; dd++)
         acc[dd] = 0.0f;
 
-    for (int64_t t0 = 0; t0 <= last; t0 += AL_KEY_TILE) {
+    for (int64_t t0 = first / AL_KEY_TILE * AL_KEY_TILE; t0 <= last; t0 += AL_KEY_TILE) {
         __syncthreads(); /* the previous tile is no longer read (and the query rows are stored) */
         al_load_key_tile(keys, k_base, t0, last + 1, kv_heads, kv_head, head_dim);
         al_load_key_tile(values, v_base, t0, last + 1, kv_heads, kv_head, head_dim);
@@ -106,7 +108,7 @@ __global__ void __launch_bounds__(DECODE_THREADS)
         if (!has_head)
             continue;
         int64_t j = t0 + lane;
-        bool valid = j <= last;
+        bool valid = j >= first && j <= last;
         float s = -INFINITY;
         if (valid) {
             float dot = 0.0f;
@@ -114,7 +116,7 @@ __global__ void __launch_bounds__(DECODE_THREADS)
                 dot += query[d] * keys[lane * pitch + d];
             s = dot * scale;
         }
-        /* Slot t0 <= last is always valid, so tile_max is finite. */
+        /* Every tile holds a slot in first..last, so tile_max is finite. */
         float tile_max = al_warp_max(s);
         al_online_softmax_tile(s, valid, tile_max, &running_max, &running_sum, acc, values, pitch, head_dim, lane);
     }
@@ -143,17 +145,17 @@ cudaError_t al_launch_kv_cache_write(al_bf16 *cache_k, al_bf16 *cache_v, const a
 }
 
 cudaError_t al_launch_decode_attention(al_bf16 *out, const al_bf16 *q, const al_bf16 *cache_k,
-                                       const al_bf16 *cache_v, const int32_t *seq, const int32_t *pos, int64_t n,
-                                       int q_heads, int kv_heads, int head_dim, int sequences, int capacity,
-                                       cudaStream_t stream)
+                                       const al_bf16 *cache_v, const int32_t *seq, const int32_t *pos, int window,
+                                       int64_t n, int q_heads, int kv_heads, int head_dim, int sequences,
+                                       int capacity, cudaStream_t stream)
 {
     if (n <= 0)
         return cudaSuccess;
     int group = q_heads / kv_heads;
     dim3 grid((unsigned)n, (unsigned)kv_heads, (unsigned)((group + DECODE_WARPS - 1) / DECODE_WARPS));
     size_t bytes = (size_t)(2 * AL_KEY_TILE * al_key_pitch(head_dim) + DECODE_WARPS * head_dim) * sizeof(float);
-    decode_attention_kernel<<<grid, DECODE_THREADS, bytes, stream>>>(out, q, cache_k, cache_v, seq, pos, sequences,
-                                                                     capacity, q_heads, kv_heads, head_dim,
-                                                                     1.0f / sqrtf((float)head_dim));
+    decode_attention_kernel<<<grid, DECODE_THREADS, bytes, stream>>>(out, q, cache_k, cache_v, seq, pos, window,
+                                                                     sequences, capacity, q_heads, kv_heads,
+                                                                     head_dim, 1.0f / sqrtf((float)head_dim));
     return cudaGetLastError();
 }

@@ -82,21 +82,22 @@ cudaError_t al_launch_skinny_gemm(int64_t m, int64_t n, int64_t k, const struct 
                                   cudaStream_t stream);
 
 /* ---- attention.cu (CPU reference: src/backend/cpu/cpu_attention.c) ----
- * head_dim must be at most AL_ATTENTION_MAX_HEAD_DIM. delta [n, q_heads] F32 is
+ * head_dim must be at most AL_ATTENTION_MAX_HEAD_DIM; window 0 means none (see backend.h's
+ * attention_forward for the mask). delta [n, q_heads] F32 is
  * rowsum(dout * out), formed by al_launch_attention_delta before the two backward kernels. */
 #define AL_ATTENTION_MAX_HEAD_DIM 128
 cudaError_t al_launch_attention_forward(al_bf16 *out, float *lse, const al_bf16 *q, const al_bf16 *k,
-                                        const al_bf16 *v, const int32_t *doc_start, int64_t n, int q_heads,
-                                        int kv_heads, int head_dim, cudaStream_t stream);
+                                        const al_bf16 *v, const int32_t *doc_start, int window, int64_t n,
+                                        int q_heads, int kv_heads, int head_dim, cudaStream_t stream);
 cudaError_t al_launch_attention_delta(float *delta, const al_bf16 *dout, const al_bf16 *out, int64_t n,
                                       int q_heads, int head_dim, cudaStream_t stream);
 cudaError_t al_launch_attention_backward_dq(al_bf16 *dq, const al_bf16 *dout, const al_bf16 *q, const al_bf16 *k,
                                             const al_bf16 *v, const float *lse, const float *delta,
-                                            const int32_t *doc_start, int64_t n, int q_heads, int kv_heads,
-                                            int head_dim, cudaStream_t stream);
+                                            const int32_t *doc_start, int window, int64_t n, int q_heads,
+                                            int kv_heads, int head_dim, cudaStream_t stream);
 cudaError_t al_launch_attention_backward_dkdv(al_bf16 *dk, al_bf16 *dv, const al_bf16 *dout, const al_bf16 *q,
                                               const al_bf16 *k, const al_bf16 *v, const float *lse,
-                                              const float *delta, const int32_t *doc_start, int64_t n,
+                                              const float *delta, const int32_t *doc_start, int window, int64_t n,
                                               int q_heads, int kv_heads, int head_dim, cudaStream_t stream);
 
 /* ---- decode.cu: KV-cache decoding (CPU reference: src/backend/cpu/cpu_decode.c) ----
@@ -107,9 +108,9 @@ cudaError_t al_launch_kv_cache_write(al_bf16 *cache_k, al_bf16 *cache_v, const a
                                      const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
                                      int head_dim, int sequences, int capacity, cudaStream_t stream);
 cudaError_t al_launch_decode_attention(al_bf16 *out, const al_bf16 *q, const al_bf16 *cache_k,
-                                       const al_bf16 *cache_v, const int32_t *seq, const int32_t *pos, int64_t n,
-                                       int q_heads, int kv_heads, int head_dim, int sequences, int capacity,
-                                       cudaStream_t stream);
+                                       const al_bf16 *cache_v, const int32_t *seq, const int32_t *pos, int window,
+                                       int64_t n, int q_heads, int kv_heads, int head_dim, int sequences,
+                                       int capacity, cudaStream_t stream);
 
 /* ---- cross_entropy.cu (CPU reference: src/backend/cpu/cpu_cross_entropy.c) ----
  * For each of `rows` rows of F32 logits [rows, vocab]: row_loss[r] = lse - logit[target]

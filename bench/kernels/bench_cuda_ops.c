@@ -124,15 +124,15 @@ static int run_linear_backward(struct bench *b, void *s)
 static int run_attention_forward(struct bench *b, void *s)
 {
     struct tensors *t = s;
-    return b->gpu->ops->attention_forward(b->gpu, t->att, t->lse, t->q, t->k, t->v, t->doc_start, b->n, Q_HEADS,
-                                          KV_HEADS, HEAD_DIM);
+    return b->gpu->ops->attention_forward(b->gpu, t->att, t->lse, t->q, t->k, t->v, t->doc_start, 0, b->n,
+                                          Q_HEADS, KV_HEADS, HEAD_DIM);
 }
 
 static int run_attention_backward(struct bench *b, void *s)
 {
     struct tensors *t = s;
     return b->gpu->ops->attention_backward(b->gpu, t->dq, t->dk, t->dv, t->datt, t->q, t->k, t->v, t->att, t->lse,
-                                           t->doc_start, b->n, Q_HEADS, KV_HEADS, HEAD_DIM);
+                                           t->doc_start, 0, b->n, Q_HEADS, KV_HEADS, HEAD_DIM);
 }
 
 static int run_rmsnorm_forward(struct bench *b, void *s)
@@ -185,14 +185,14 @@ struct decode_tensors {
 static int run_kv_cache_write(struct bench *b, void *s)
 {
     struct decode_tensors *t = s;
-    return b->gpu->ops->kv_cache_write(b->gpu, &t->cache, t->k_new, t->v_new, t->seq, t->pos, DECODE_SEQUENCES,
+    return b->gpu->ops->kv_cache_write(b->gpu, &t->cache, t->k_new, t->v_new, t->seq, t->pos, 0, DECODE_SEQUENCES,
                                        KV_HEADS, HEAD_DIM);
 }
 
 static int run_decode_attention(struct bench *b, void *s)
 {
     struct decode_tensors *t = s;
-    return b->gpu->ops->decode_attention(b->gpu, t->out, t->q, &t->cache, t->seq, t->pos, DECODE_SEQUENCES, Q_HEADS,
+    return b->gpu->ops->decode_attention(b->gpu, t->out, t->q, &t->cache, t->seq, t->pos, 0, DECODE_SEQUENCES, Q_HEADS,
                                          KV_HEADS, HEAD_DIM);
 }
 

@@ -13,9 +13,12 @@ enum al_arch {
     AL_ARCH_LLAMA = 0,   /* LlamaForCausalLM (Llama 2/3.x, SmolLM2) */
     AL_ARCH_QWEN2,       /* Qwen2ForCausalLM: biases on q, k and v */
     AL_ARCH_MISTRAL,     /* MistralForCausalLM */
+    AL_ARCH_QWEN3,       /* Qwen3ForCausalLM: RMSNorm of q and k per head, no biases */
 };
 
 #define AL_MAX_EOS_IDS 8
+/* No real model comes near this; a larger num_hidden_layers is a corrupt file. */
+#define AL_MAX_LAYERS 4096
 
 struct al_model_config {
     enum al_arch arch;
@@ -37,7 +40,12 @@ struct al_model_config {
     int rope_original_max_position;
     bool tie_word_embeddings;
     bool attention_qkv_bias; /* Qwen2 */
-    int sliding_window;      /* 0 when none is in force */
+    bool qk_norm;            /* Qwen3: q_norm and k_norm (RMSNorm over head_dim) before RoPE */
+    /* The sliding window of the layers that attend within one (a token sees itself and the
+     * window - 1 tokens before it), 0 when no layer does; which layers do is
+     * layer_sliding[] (transformers' layer_types). Read through al_model_config_layer_window. */
+    int sliding_window;
+    bool layer_sliding[AL_MAX_LAYERS];
     int bos_token_id;        /* -1 when absent */
     int eos_token_ids[AL_MAX_EOS_IDS];
     int num_eos_token_ids;
@@ -50,6 +58,9 @@ int al_model_config_load(struct al_model_config *config, const char *model_dir);
 int al_model_config_parse(struct al_model_config *config, const struct cJSON *json, const char *source);
 
 const char *al_arch_name(enum al_arch arch);
+
+/* The sliding window of one layer's attention, 0 for full (causal) attention. */
+int al_model_config_layer_window(const struct al_model_config *config, int layer);
 
 /* Parameters of the base model (embeddings, every block, final norm, lm_head unless tied). */
 int64_t al_model_config_parameter_count(const struct al_model_config *config);

@@ -11,6 +11,7 @@ struct al_layer_tensors {
     const struct al_tensor_view *input_layernorm;          /* [hidden] */
     const struct al_tensor_view *q_proj, *k_proj, *v_proj; /* [heads*head_dim, hidden], [kv*head_dim, hidden] x2 */
     const struct al_tensor_view *q_bias, *k_bias, *v_bias; /* Qwen2 only, else NULL */
+    const struct al_tensor_view *q_norm, *k_norm;          /* [head_dim], Qwen3 only, else NULL */
     const struct al_tensor_view *o_proj;                   /* [hidden, heads*head_dim] */
     const struct al_tensor_view *post_attention_layernorm; /* [hidden] */
     const struct al_tensor_view *gate_proj, *up_proj;      /* [intermediate, hidden] */

@@ -99,21 +99,24 @@ struct al_backend_ops {
     int (*rope_backward)(struct al_backend *backend, void *dx, const int32_t *pos, const float *inv_freq, int64_t n,
                          int heads, int head_dim);
 
-    /* ---- causal grouped-query attention with document masks ----
+    /* ---- causal grouped-query attention with document masks and a sliding window ----
      * q [n, q_heads, head_dim]; k, v [n, kv_heads, head_dim]; query head h reads kv head
      * h / (q_heads / kv_heads). Token i attends to token j exactly when
      * doc_start[i] <= j <= i, where doc_start[i] is the index of the first token of i's
      * document (packed rows: several documents per row; a row boundary is a document
-     * boundary). Scores are scaled by 1/sqrt(head_dim).
+     * boundary), and, when window > 0, also i - window < j: a token sees at most the last
+     * `window` tokens, itself included (transformers' sliding_window mask). window 0 means
+     * no window. Scores are scaled by 1/sqrt(head_dim).
      * out [n, q_heads, head_dim]; lse F32 [n, q_heads] = log-sum-exp of the scaled scores,
      * saved for backward so that no [n x n] matrix is ever stored. */
     int (*attention_forward)(struct al_backend *backend, void *out, float *lse, const void *q, const void *k,
-                             const void *v, const int32_t *doc_start, int64_t n, int q_heads, int kv_heads,
-                             int head_dim);
-    /* dq, dk, dv overwritten. */
+                             const void *v, const int32_t *doc_start, int window, int64_t n, int q_heads,
+                             int kv_heads, int head_dim);
+    /* dq, dk, dv overwritten; doc_start and window as in the forward. */
     int (*attention_backward)(struct al_backend *backend, void *dq, void *dk, void *dv, const void *dout,
                               const void *q, const void *k, const void *v, const void *out, const float *lse,
-                              const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim);
+                              const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                              int head_dim);
 
     /* ---- SwiGLU: out = silu(gate) * up, all [n, dim] ---- */
     int (*swiglu_forward)(struct al_backend *backend, void *out, const void *gate, const void *up, int64_t n,
@@ -172,14 +175,15 @@ struct al_backend_ops {
                           const void *v, const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
                           int head_dim);
     /* Causal grouped-query attention over the cache: query i (q [n, q_heads, head_dim])
-     * attends to slots 0..pos[i] of sequence seq[i], which must hold that sequence's keys
-     * and values (the token's own included); query head h reads kv head
+     * attends to slots 0..pos[i] of sequence seq[i] (only pos[i] - window < slot when
+     * window > 0, as in attention_forward), which must hold that sequence's keys and
+     * values (the token's own included); query head h reads kv head
      * h / (q_heads / kv_heads); scores are scaled by 1/sqrt(head_dim). out [n, q_heads,
      * head_dim]. The result equals attention_forward's for the same keys to rounding: on the CPU
      * both run the same blocked GEMMs (cpu_attention_block.c), on shapes that differ. */
     int (*decode_attention)(struct al_backend *backend, void *out, const void *q,
                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
-                            int64_t n, int q_heads, int kv_heads, int head_dim);
+                            int window, int64_t n, int q_heads, int kv_heads, int head_dim);
 
     /* ---- memory accounting (optional: NULL where the backend keeps none, as the CPU's) ----
      * Bytes of backend memory allocated now (scratch included), and the most allocated at

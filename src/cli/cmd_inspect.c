@@ -93,7 +93,8 @@ static void print_layer0(const struct al_layer_tensors *layer)
     const struct al_tensor_view *views[] = {
         layer->input_layernorm, layer->q_proj,    layer->k_proj,
         layer->v_proj,          layer->q_bias,    layer->k_bias,
-        layer->v_bias,          layer->o_proj,    layer->post_attention_layernorm,
+        layer->v_bias,          layer->q_norm,    layer->k_norm,
+        layer->o_proj,          layer->post_attention_layernorm,
         layer->gate_proj,       layer->up_proj,   layer->down_proj,
     };
     printf("layer 0 tensors:\n");
@@ -103,6 +104,28 @@ static void print_layer0(const struct al_layer_tensors *layer)
         char shape[128];
         format_shape(shape, sizeof shape, views[i]);
         printf("  %-48s %s\n", views[i]->name, shape);
+    }
+}
+
+/* Each layer's attention, full (causal) or within a sliding window; consecutive layers
+ * alike share one line. */
+static void print_layer_attention(const struct al_model_config *c)
+{
+    printf("attention per layer:\n");
+    for (int first = 0; first < c->num_hidden_layers;) {
+        int window = al_model_config_layer_window(c, first), last = first;
+        while (last + 1 < c->num_hidden_layers && al_model_config_layer_window(c, last + 1) == window)
+            last++;
+        char layers[48];
+        if (first == last)
+            snprintf(layers, sizeof layers, "layer %d:", first);
+        else
+            snprintf(layers, sizeof layers, "layers %d-%d:", first, last);
+        if (window > 0)
+            printf("  %-18s sliding window of %d tokens\n", layers, window);
+        else
+            printf("  %-18s full (causal)\n", layers);
+        first = last + 1;
     }
 }
 
@@ -122,8 +145,8 @@ static void print_description(const struct al_model_files *files, const char *mo
     printf("rms norm eps:        %g\n", c->rms_norm_eps);
     printf("embeddings:          %s\n", c->tie_word_embeddings ? "tied (lm_head = embed_tokens)" : "untied (own lm_head)");
     printf("qkv bias:            %s\n", c->attention_qkv_bias ? "yes" : "no");
-    if (c->sliding_window > 0)
-        printf("sliding window:      %d\n", c->sliding_window);
+    printf("q/k norm:            %s\n", c->qk_norm ? "yes (RMSNorm per head before RoPE)" : "no");
+    print_layer_attention(c);
     printf("weights dtype:       %s\n", al_dtype_name(files->dtype));
     print_files(files->store);
     int64_t parameters = al_model_config_parameter_count(c);

@@ -1,6 +1,7 @@
 /* One transformer block, forward and backward, over the op interface:
  *
- *   a = rmsnorm(x);  q, k, v = linear(a) (+ LoRA);  rope(q, k);  o = attention(q, k, v)
+ *   a = rmsnorm(x);  q, k, v = linear(a) (+ LoRA);  [Qwen3: q, k = rmsnorm per head]
+ *   rope(q, k);  o = attention(q, k, v) (causal, documents, the layer's sliding window)
  *   mid = x + linear_o(o);  m = rmsnorm(mid);  h = silu(linear_gate(m)) * linear_up(m)
  *   out = mid + linear_down(h)
  *
@@ -36,8 +37,18 @@ static const struct al_lora_args *lora_args(struct al_lora_args *args, const str
     return args;
 }
 
-/* The block up to attention: a = rmsnorm(x), q, k, v = linear(a) (+ LoRA), rope(q, k)
- * at ws->positions. */
+/* Qwen3's q_norm / k_norm: RMSNorm of each head's head_dim values (rows of n * heads),
+ * from the raw projection into the tensor RoPE then rotates. */
+static int head_norm_forward(const struct al_model *model, void *normed, float *rstd, const void *raw,
+                             const void *weight, int64_t n, int heads)
+{
+    const struct al_model_config *c = &model->config;
+    struct al_backend *be = model->backend;
+    return be->ops->rmsnorm_forward(be, normed, rstd, raw, weight, n * heads, c->head_dim, c->rms_norm_eps);
+}
+
+/* The block up to attention: a = rmsnorm(x), q, k, v = linear(a) (+ LoRA), the per-head
+ * q/k norms where the architecture has them, rope(q, k) at ws->positions. */
 static int attention_inputs(const struct al_model *model, const struct al_lora *lora, struct al_workspace *ws,
                             int layer, struct block_acts *acts, int64_t n, float dropout, uint64_t seed)
 {
@@ -48,16 +59,22 @@ static int attention_inputs(const struct al_model *model, const struct al_lora *
     int hidden = c->hidden_size, hd = c->head_dim;
     int hq = c->num_attention_heads, hkv = c->num_key_value_heads;
     struct al_lora_args la;
+    /* With q/k norms the projections land in q_raw / k_raw and the norms write q / k. */
+    void *q_proj = c->qk_norm ? acts->q_raw : acts->q, *k_proj = c->qk_norm ? acts->k_raw : acts->k;
 
     if (op->rmsnorm_forward(be, acts->attn_in, acts->rstd_attn, ws->residual[layer], w->input_norm, n, hidden,
                             c->rms_norm_eps) ||
-        op->linear_forward(be, acts->q, acts->attn_in, w->q, w->q_bias,
+        op->linear_forward(be, q_proj, acts->attn_in, w->q, w->q_bias,
                            lora_args(&la, lora, acts, layer, AL_LORA_Q, dropout, seed), n, hidden, hq * hd) ||
-        op->linear_forward(be, acts->k, acts->attn_in, w->k, w->k_bias,
+        op->linear_forward(be, k_proj, acts->attn_in, w->k, w->k_bias,
                            lora_args(&la, lora, acts, layer, AL_LORA_K, dropout, seed), n, hidden, hkv * hd) ||
         op->linear_forward(be, acts->v, acts->attn_in, w->v, w->v_bias,
-                           lora_args(&la, lora, acts, layer, AL_LORA_V, dropout, seed), n, hidden, hkv * hd) ||
-        op->rope_forward(be, acts->q, ws->positions, model->inv_freq, n, hq, hd) ||
+                           lora_args(&la, lora, acts, layer, AL_LORA_V, dropout, seed), n, hidden, hkv * hd))
+        return -1;
+    if (c->qk_norm && (head_norm_forward(model, acts->q, acts->rstd_q, acts->q_raw, w->q_norm, n, hq) ||
+                       head_norm_forward(model, acts->k, acts->rstd_k, acts->k_raw, w->k_norm, n, hkv)))
+        return -1;
+    if (op->rope_forward(be, acts->q, ws->positions, model->inv_freq, n, hq, hd) ||
         op->rope_forward(be, acts->k, ws->positions, model->inv_freq, n, hkv, hd))
         return -1;
     return 0;
@@ -102,8 +119,9 @@ int al_block_forward(const struct al_model *model, const struct al_lora *lora, s
     const struct al_model_config *c = &model->config;
     struct al_backend *be = model->backend;
     if (attention_inputs(model, lora, ws, layer, acts, n, dropout, seed) != 0 ||
-        be->ops->attention_forward(be, acts->attn_out, acts->lse, acts->q, acts->k, acts->v, ws->doc_start, n,
-                                   c->num_attention_heads, c->num_key_value_heads, c->head_dim) != 0)
+        be->ops->attention_forward(be, acts->attn_out, acts->lse, acts->q, acts->k, acts->v, ws->doc_start,
+                                   al_model_config_layer_window(c, layer), n, c->num_attention_heads,
+                                   c->num_key_value_heads, c->head_dim) != 0)
         return -1;
     return attention_output_and_mlp(model, lora, ws, layer, acts, n, dropout, seed);
 }
@@ -118,7 +136,8 @@ int al_block_decode_forward(const struct al_model *model, const struct al_lora *
     /* Inference: LoRA dropout off, so the seed is never read. */
     if (attention_inputs(model, lora, ws, layer, acts, n, 0.0f, 0) != 0 ||
         be->ops->kv_cache_write(be, cache, acts->k, acts->v, seq, ws->positions, n, hkv, hd) != 0 ||
-        be->ops->decode_attention(be, acts->attn_out, acts->q, cache, seq, ws->positions, n, hq, hkv, hd) != 0)
+        be->ops->decode_attention(be, acts->attn_out, acts->q, cache, seq, ws->positions,
+                                  al_model_config_layer_window(c, layer), n, hq, hkv, hd) != 0)
         return -1;
     return attention_output_and_mlp(model, lora, ws, layer, acts, n, 0.0f, 0);
 }
@@ -152,12 +171,27 @@ int al_block_backward(const struct al_model *model, struct al_lora *lora, struct
     if (op->linear_backward(be, ws->d_attn_out, 0, d_out, acts->attn_out, w->o,
                             lora_args(&la, lora, acts, layer, AL_LORA_O, dropout, seed), n, hq * hd, hidden) ||
         op->attention_backward(be, ws->d_q, ws->d_k, ws->d_v, ws->d_attn_out, acts->q, acts->k, acts->v,
-                               acts->attn_out, acts->lse, ws->doc_start, n, hq, hkv, hd) ||
+                               acts->attn_out, acts->lse, ws->doc_start, al_model_config_layer_window(c, layer), n,
+                               hq, hkv, hd) ||
         op->rope_backward(be, ws->d_q, ws->positions, model->inv_freq, n, hq, hd) ||
-        op->rope_backward(be, ws->d_k, ws->positions, model->inv_freq, n, hkv, hd) ||
-        op->linear_backward(be, ws->d_norm, 0, ws->d_q, acts->attn_in, w->q,
-                            lora_args(&la, lora, acts, layer, AL_LORA_Q, dropout, seed), n, hidden, hq * hd) ||
-        op->linear_backward(be, ws->d_norm, 1, ws->d_k, acts->attn_in, w->k,
+        op->rope_backward(be, ws->d_k, ws->positions, model->inv_freq, n, hkv, hd))
+        return -1;
+    /* Through the q/k norms (their weights are frozen): d_attn_out is free once attention's
+     * backward has read it, and serves as d(q_raw), then as d(k_raw). */
+    const void *dq_proj = ws->d_q, *dk_proj = ws->d_k;
+    if (c->qk_norm) {
+        dq_proj = dk_proj = ws->d_attn_out;
+        if (op->rmsnorm_backward(be, ws->d_attn_out, NULL, ws->d_q, acts->q_raw, w->q_norm, acts->rstd_q, n * hq,
+                                 hd))
+            return -1;
+    }
+    if (op->linear_backward(be, ws->d_norm, 0, dq_proj, acts->attn_in, w->q,
+                            lora_args(&la, lora, acts, layer, AL_LORA_Q, dropout, seed), n, hidden, hq * hd))
+        return -1;
+    if (c->qk_norm && op->rmsnorm_backward(be, ws->d_attn_out, NULL, ws->d_k, acts->k_raw, w->k_norm, acts->rstd_k,
+                                           n * hkv, hd))
+        return -1;
+    if (op->linear_backward(be, ws->d_norm, 1, dk_proj, acts->attn_in, w->k,
                             lora_args(&la, lora, acts, layer, AL_LORA_K, dropout, seed), n, hidden, hkv * hd) ||
         op->linear_backward(be, ws->d_norm, 1, ws->d_v, acts->attn_in, w->v,
                             lora_args(&la, lora, acts, layer, AL_LORA_V, dropout, seed), n, hidden, hkv * hd) ||

@@ -13,6 +13,7 @@
 
 #include "agentlora/error.h"
 #include "agentlora/file.h"
+#include "agentlora/log.h"
 
 #define CONFIG_FILE "config.json"
 
@@ -20,11 +21,16 @@
 #define DEFAULT_RMS_NORM_EPS 1e-6
 #define DEFAULT_ROPE_THETA 10000.0
 #define DEFAULT_HIDDEN_ACT "silu"
+#define QWEN3_DEFAULT_HEAD_DIM 128
+/* MistralConfig, Qwen2Config and Qwen3Config all default sliding_window to 4096 (used
+ * only where a window is in force), and Qwen2/Qwen3 max_window_layers to 28. */
+#define DEFAULT_SLIDING_WINDOW 4096
+#define DEFAULT_MAX_WINDOW_LAYERS 28
 
 /* No real model comes near these; a larger value is a corrupt file, and the limit keeps
  * every product of two sizes far from overflowing int64. */
 #define MAX_MODEL_DIMENSION (1 << 24)
-#define MAX_LAYERS 4096
+#define MAX_LAYERS AL_MAX_LAYERS
 /* How much of an offending value an error message quotes. */
 #define QUOTED_VALUE_CHARS 60
 
@@ -36,6 +42,7 @@ static const struct {
     {"LlamaForCausalLM", "llama", AL_ARCH_LLAMA},
     {"Qwen2ForCausalLM", "qwen2", AL_ARCH_QWEN2},
     {"MistralForCausalLM", "mistral", AL_ARCH_MISTRAL},
+    {"Qwen3ForCausalLM", "qwen3", AL_ARCH_QWEN3},
 };
 #define N_KNOWN_ARCHITECTURES (int)(sizeof known_architectures / sizeof known_architectures[0])
 
@@ -185,7 +192,7 @@ static int read_architecture(struct al_model_config *c, const struct config_read
     }
     if (found < 0)
         return al_fail("%s: field %s has unsupported value \"%s\" (supported: LlamaForCausalLM, "
-                       "Qwen2ForCausalLM, MistralForCausalLM)",
+                       "Qwen2ForCausalLM, MistralForCausalLM, Qwen3ForCausalLM)",
                        r->source, label, name);
     c->arch = known_architectures[found].arch;
     snprintf(c->architecture, sizeof c->architecture, "%s", known_architectures[found].architecture);
@@ -206,20 +213,22 @@ static int read_sizes(struct al_model_config *c, const struct config_reader *r)
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return al_fail("%s: field num_key_value_heads is %d, which does not divide num_attention_heads (%d)",
                        r->source, c->num_key_value_heads, c->num_attention_heads);
-    /* Qwen2 and Mistral Nemo set head_dim independently of hidden_size / heads. */
-    if (is_absent(field(r->json, "head_dim")) && c->hidden_size % c->num_attention_heads != 0)
+    /* Qwen2 and Mistral Nemo set head_dim independently of hidden_size / heads; Qwen3's
+     * default (transformers' Qwen3Config) is 128 whatever the other sizes. */
+    bool qwen3 = c->arch == AL_ARCH_QWEN3;
+    if (!qwen3 && is_absent(field(r->json, "head_dim")) && c->hidden_size % c->num_attention_heads != 0)
         return al_fail("%s: field hidden_size is %d, which num_attention_heads (%d) does not divide, and no "
                        "head_dim is given",
                        r->source, c->hidden_size, c->num_attention_heads);
-    if (read_int(r, r->json, "head_dim", "head_dim", 0, c->hidden_size / c->num_attention_heads, 1,
-                 MAX_MODEL_DIMENSION, &c->head_dim) != 0)
+    if (read_int(r, r->json, "head_dim", "head_dim", 0, qwen3 ? QWEN3_DEFAULT_HEAD_DIM : c->hidden_size / c->num_attention_heads,
+                 1, MAX_MODEL_DIMENSION, &c->head_dim) != 0)
         return -1;
     /* Rotary embeddings rotate pairs of channels. */
     if (c->head_dim % 2 != 0)
         return al_fail("%s: field head_dim is %d; rotary embeddings need an even head_dim", r->source,
                        c->head_dim);
     /* transformers' defaults differ by architecture; a real config always states it. */
-    int default_positions = c->arch == AL_ARCH_QWEN2 ? 32768 : c->arch == AL_ARCH_MISTRAL ? 131072 : 2048;
+    int default_positions = c->arch == AL_ARCH_QWEN2 || qwen3 ? 32768 : c->arch == AL_ARCH_MISTRAL ? 131072 : 2048;
     return read_int(r, r->json, "max_position_embeddings", "max_position_embeddings", 0, default_positions, 1,
                     INT32_MAX, &c->max_position_embeddings);
 }
@@ -353,18 +362,92 @@ static int read_dtype(struct al_model_config *c, const struct config_reader *r)
     return fail_value(r, name, item, "\"float32\", \"float16\" or \"bfloat16\"");
 }
 
-static int read_sliding_window(struct al_model_config *c, const struct config_reader *r)
+/* The window size, when the architecture puts one in force: Mistral whenever
+ * sliding_window is not null, Qwen2/Qwen3 only with use_sliding_window (transformers sets
+ * their sliding_window to None otherwise). Llama has no window (transformers ignores the
+ * fields). An absent sliding_window takes transformers' default. */
+static int read_window_size(struct al_model_config *c, const struct config_reader *r)
 {
-    c->sliding_window = 0;
     bool in_force = c->arch == AL_ARCH_MISTRAL;
-    if (c->arch == AL_ARCH_QWEN2 && read_bool(r, "use_sliding_window", 0, &in_force) != 0)
+    if ((c->arch == AL_ARCH_QWEN2 || c->arch == AL_ARCH_QWEN3) &&
+        read_bool(r, "use_sliding_window", 0, &in_force) != 0)
         return -1;
     if (!in_force)
         return 0;
-    return read_int(r, r->json, "sliding_window", "sliding_window", 0, 0, 1, INT32_MAX, &c->sliding_window);
+    const cJSON *item = field(r->json, "sliding_window");
+    if (item && cJSON_IsNull(item))
+        return 0;
+    return read_int(r, r->json, "sliding_window", "sliding_window", 0, DEFAULT_SLIDING_WINDOW, 1, INT32_MAX,
+                    &c->sliding_window);
 }
 
-/* The engine implements SiLU-gated MLPs and bias-free Llama projections only. */
+/* layer_types (transformers 5): one "full_attention" or "sliding_attention" per layer. A
+ * sliding layer needs a window in force, or transformers itself fails to build its mask. */
+static int read_layer_types(struct al_model_config *c, const struct config_reader *r, const cJSON *types)
+{
+    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->num_hidden_layers) {
+        char expected[96];
+        snprintf(expected, sizeof expected, "a list of %d layer types (one per layer)", c->num_hidden_layers);
+        return fail_value(r, "layer_types", types, expected);
+    }
+    for (int layer = 0; layer < c->num_hidden_layers; layer++) {
+        const cJSON *type = cJSON_GetArrayItem(types, layer);
+        bool full = cJSON_IsString(type) && strcmp(type->valuestring, "full_attention") == 0;
+        bool sliding = cJSON_IsString(type) && strcmp(type->valuestring, "sliding_attention") == 0;
+        if (!full && !sliding) {
+            char label[48];
+            snprintf(label, sizeof label, "layer_types[%d]", layer);
+            return fail_value(r, label, type, "\"full_attention\" or \"sliding_attention\" (other attention kinds "
+                                              "are not supported)");
+        }
+        if (sliding && c->sliding_window == 0)
+            return al_fail("%s: field layer_types[%d] is \"sliding_attention\" but no sliding window is in force "
+                           "(use_sliding_window is false or sliding_window is null)",
+                           r->source, layer);
+        c->layer_sliding[layer] = sliding;
+    }
+    return 0;
+}
+
+/* Which layers attend within the window, as transformers decides it: every layer for
+ * Mistral (MistralModel builds one sliding mask for all layers and ignores layer_types);
+ * for Qwen2/Qwen3 layer_types when given, else layers from max_window_layers on. */
+static int read_sliding_window(struct al_model_config *c, const struct config_reader *r)
+{
+    c->sliding_window = 0;
+    memset(c->layer_sliding, 0, sizeof c->layer_sliding);
+    if (read_window_size(c, r) != 0)
+        return -1;
+    if (c->arch == AL_ARCH_LLAMA)
+        return 0;
+    if (c->arch == AL_ARCH_MISTRAL) {
+        if (!is_absent(field(r->json, "layer_types")))
+            al_log_warn("%s: MistralForCausalLM ignores layer_types (as transformers does): %s", r->source,
+                        c->sliding_window ? "every layer attends within sliding_window" : "no layer is windowed");
+        for (int layer = 0; layer < c->num_hidden_layers; layer++)
+            c->layer_sliding[layer] = c->sliding_window > 0;
+        return 0;
+    }
+    const cJSON *types = field(r->json, "layer_types");
+    if (!is_absent(types))
+        return read_layer_types(c, r, types);
+    int max_window_layers;
+    if (read_int(r, r->json, "max_window_layers", "max_window_layers", 0, DEFAULT_MAX_WINDOW_LAYERS, 0, INT32_MAX,
+                 &max_window_layers) != 0)
+        return -1;
+    for (int layer = 0; layer < c->num_hidden_layers; layer++)
+        c->layer_sliding[layer] = c->sliding_window > 0 && layer >= max_window_layers;
+    return 0;
+}
+
+int al_model_config_layer_window(const struct al_model_config *config, int layer)
+{
+    if (layer < 0 || layer >= config->num_hidden_layers || layer >= AL_MAX_LAYERS)
+        return 0;
+    return config->layer_sliding[layer] ? config->sliding_window : 0;
+}
+
+/* The engine implements SiLU-gated MLPs, and biases only where Qwen2 has them. */
 static int check_supported_features(struct al_model_config *c, const struct config_reader *r)
 {
     const cJSON *act = field(r->json, "hidden_act");
@@ -375,16 +458,18 @@ static int check_supported_features(struct al_model_config *c, const struct conf
                        value);
     }
     c->attention_qkv_bias = c->arch == AL_ARCH_QWEN2;
-    if (c->arch != AL_ARCH_LLAMA)
+    c->qk_norm = c->arch == AL_ARCH_QWEN3;
+    if (c->arch != AL_ARCH_LLAMA && c->arch != AL_ARCH_QWEN3)
         return 0;
+    /* Qwen3's attention_bias would put biases on q, k, v and o; only Llama has mlp_bias. */
     static const char *const bias_fields[] = {"attention_bias", "mlp_bias"};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < (c->arch == AL_ARCH_LLAMA ? 2 : 1); i++) {
         bool has_bias;
         if (read_bool(r, bias_fields[i], 0, &has_bias) != 0)
             return -1;
         if (has_bias)
-            return al_fail("%s: field %s is true: biases are not supported for LlamaForCausalLM", r->source,
-                           bias_fields[i]);
+            return al_fail("%s: field %s is true: biases are not supported for %s", r->source, bias_fields[i],
+                           c->architecture);
     }
     return 0;
 }
@@ -430,7 +515,7 @@ int64_t al_model_config_parameter_count(const struct al_model_config *c)
     if (c->attention_qkv_bias)
         attention += q_width + 2 * kv_width;
     int64_t mlp = 3 * hidden * c->intermediate_size;
-    int64_t norms = 2 * hidden;
+    int64_t norms = 2 * hidden + (c->qk_norm ? 2 * (int64_t)c->head_dim : 0);
     int64_t embeddings = (int64_t)c->vocab_size * hidden;
     int64_t total = embeddings + c->num_hidden_layers * (attention + mlp + norms) + hidden;
     if (!c->tie_word_embeddings)

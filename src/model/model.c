@@ -36,9 +36,10 @@ static int upload_block(struct al_backend *backend, struct block_weights *block,
 {
     const struct al_tensor_view *views[] = {t->input_layernorm, t->post_attention_layernorm, t->q_proj, t->k_proj,
                                             t->v_proj, t->o_proj, t->q_bias, t->k_bias, t->v_bias,
-                                            t->gate_proj, t->up_proj, t->down_proj};
+                                            t->q_norm, t->k_norm, t->gate_proj, t->up_proj, t->down_proj};
     void **slots[] = {&block->input_norm, &block->post_norm, &block->q, &block->k, &block->v, &block->o,
-                      &block->q_bias, &block->k_bias, &block->v_bias, &block->gate, &block->up, &block->down};
+                      &block->q_bias, &block->k_bias, &block->v_bias, &block->q_norm, &block->k_norm,
+                      &block->gate, &block->up, &block->down};
     for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
         if (upload_into(backend, slots[i], views[i]) != 0)
             return -1;
@@ -121,8 +122,8 @@ void al_model_free(struct al_model *model)
     release(backend, model->inv_freq);
     for (int layer = 0; model->blocks && layer < model->config.num_hidden_layers; layer++) {
         struct block_weights *b = &model->blocks[layer];
-        void *all[] = {b->input_norm, b->post_norm, b->q, b->k, b->v, b->o,
-                       b->q_bias, b->k_bias, b->v_bias, b->gate, b->up, b->down};
+        void *all[] = {b->input_norm, b->post_norm, b->q, b->k, b->v, b->o, b->q_bias, b->k_bias,
+                       b->v_bias, b->q_norm, b->k_norm, b->gate, b->up, b->down};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
             release(backend, all[i]);
     }

@@ -19,31 +19,36 @@
 #define TENSOR_NAME_CAPACITY 160
 
 /* The extents a config implies, by role. */
-enum extent { EXTENT_HIDDEN, EXTENT_Q, EXTENT_KV, EXTENT_INTERMEDIATE, EXTENT_VOCAB };
+enum extent { EXTENT_HIDDEN, EXTENT_Q, EXTENT_KV, EXTENT_INTERMEDIATE, EXTENT_VOCAB, EXTENT_HEAD_DIM };
+
+/* Which architectures have a tensor. */
+enum presence { EVERY_ARCHITECTURE, WITH_QKV_BIAS, WITH_QK_NORM };
 
 struct tensor_kind {
     const char *suffix;
     size_t slot;      /* offsetof the pointer in struct al_layer_tensors */
     int ndim;
     enum extent rows, cols;
-    bool qkv_bias;    /* present only when the architecture has q/k/v biases */
+    enum presence presence;
 };
 
 #define SLOT(member) offsetof(struct al_layer_tensors, member)
 
 static const struct tensor_kind layer_kinds[] = {
-    {"input_layernorm.weight", SLOT(input_layernorm), 1, EXTENT_HIDDEN, 0, false},
-    {"self_attn.q_proj.weight", SLOT(q_proj), 2, EXTENT_Q, EXTENT_HIDDEN, false},
-    {"self_attn.k_proj.weight", SLOT(k_proj), 2, EXTENT_KV, EXTENT_HIDDEN, false},
-    {"self_attn.v_proj.weight", SLOT(v_proj), 2, EXTENT_KV, EXTENT_HIDDEN, false},
-    {"self_attn.q_proj.bias", SLOT(q_bias), 1, EXTENT_Q, 0, true},
-    {"self_attn.k_proj.bias", SLOT(k_bias), 1, EXTENT_KV, 0, true},
-    {"self_attn.v_proj.bias", SLOT(v_bias), 1, EXTENT_KV, 0, true},
-    {"self_attn.o_proj.weight", SLOT(o_proj), 2, EXTENT_HIDDEN, EXTENT_Q, false},
-    {"post_attention_layernorm.weight", SLOT(post_attention_layernorm), 1, EXTENT_HIDDEN, 0, false},
-    {"mlp.gate_proj.weight", SLOT(gate_proj), 2, EXTENT_INTERMEDIATE, EXTENT_HIDDEN, false},
-    {"mlp.up_proj.weight", SLOT(up_proj), 2, EXTENT_INTERMEDIATE, EXTENT_HIDDEN, false},
-    {"mlp.down_proj.weight", SLOT(down_proj), 2, EXTENT_HIDDEN, EXTENT_INTERMEDIATE, false},
+    {"input_layernorm.weight", SLOT(input_layernorm), 1, EXTENT_HIDDEN, 0, EVERY_ARCHITECTURE},
+    {"self_attn.q_proj.weight", SLOT(q_proj), 2, EXTENT_Q, EXTENT_HIDDEN, EVERY_ARCHITECTURE},
+    {"self_attn.k_proj.weight", SLOT(k_proj), 2, EXTENT_KV, EXTENT_HIDDEN, EVERY_ARCHITECTURE},
+    {"self_attn.v_proj.weight", SLOT(v_proj), 2, EXTENT_KV, EXTENT_HIDDEN, EVERY_ARCHITECTURE},
+    {"self_attn.q_proj.bias", SLOT(q_bias), 1, EXTENT_Q, 0, WITH_QKV_BIAS},
+    {"self_attn.k_proj.bias", SLOT(k_bias), 1, EXTENT_KV, 0, WITH_QKV_BIAS},
+    {"self_attn.v_proj.bias", SLOT(v_bias), 1, EXTENT_KV, 0, WITH_QKV_BIAS},
+    {"self_attn.q_norm.weight", SLOT(q_norm), 1, EXTENT_HEAD_DIM, 0, WITH_QK_NORM},
+    {"self_attn.k_norm.weight", SLOT(k_norm), 1, EXTENT_HEAD_DIM, 0, WITH_QK_NORM},
+    {"self_attn.o_proj.weight", SLOT(o_proj), 2, EXTENT_HIDDEN, EXTENT_Q, EVERY_ARCHITECTURE},
+    {"post_attention_layernorm.weight", SLOT(post_attention_layernorm), 1, EXTENT_HIDDEN, 0, EVERY_ARCHITECTURE},
+    {"mlp.gate_proj.weight", SLOT(gate_proj), 2, EXTENT_INTERMEDIATE, EXTENT_HIDDEN, EVERY_ARCHITECTURE},
+    {"mlp.up_proj.weight", SLOT(up_proj), 2, EXTENT_INTERMEDIATE, EXTENT_HIDDEN, EVERY_ARCHITECTURE},
+    {"mlp.down_proj.weight", SLOT(down_proj), 2, EXTENT_HIDDEN, EXTENT_INTERMEDIATE, EVERY_ARCHITECTURE},
 };
 #define N_LAYER_KINDS (int)(sizeof layer_kinds / sizeof layer_kinds[0])
 
@@ -64,13 +69,23 @@ static int64_t extent_of(const struct al_model_config *c, enum extent e)
         return c->intermediate_size;
     case EXTENT_VOCAB:
         return c->vocab_size;
+    case EXTENT_HEAD_DIM:
+        return c->head_dim;
     }
     return 0;
 }
 
 static bool kind_applies(const struct tensor_kind *kind, const struct al_model_config *c)
 {
-    return !kind->qkv_bias || c->attention_qkv_bias;
+    switch (kind->presence) {
+    case WITH_QKV_BIAS:
+        return c->attention_qkv_bias;
+    case WITH_QK_NORM:
+        return c->qk_norm;
+    case EVERY_ARCHITECTURE:
+        break;
+    }
+    return true;
 }
 
 /* ---- expected tensors ---- */

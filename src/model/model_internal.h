@@ -12,6 +12,7 @@ struct block_weights {
     void *input_norm, *post_norm;
     void *q, *k, *v, *o;
     void *q_bias, *k_bias, *v_bias; /* NULL unless the architecture has them */
+    void *q_norm, *k_norm;          /* [head_dim], NULL unless the architecture has them (Qwen3) */
     void *gate, *up, *down;
 };
 
@@ -31,6 +32,8 @@ struct block_acts {
     float *lse;                  /* [n, q_heads] */
     void *attn_in;               /* input_layernorm output [n, hidden] */
     void *q, *k, *v;             /* after RoPE for q and k */
+    void *q_raw, *k_raw;         /* q and k projections before their RMSNorm (qk_norm only, else NULL) */
+    float *rstd_q, *rstd_k;      /* [n, q_heads], [n, kv_heads]: their RMSNorm statistics (qk_norm only) */
     void *attn_out;              /* [n, q_heads * head_dim] */
     void *mid;                   /* residual after attention [n, hidden] */
     void *mlp_in;                /* post_attention_layernorm output */

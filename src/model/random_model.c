@@ -40,6 +40,8 @@ static const char *model_type_of(enum al_arch arch)
         return "qwen2";
     case AL_ARCH_MISTRAL:
         return "mistral";
+    case AL_ARCH_QWEN3:
+        return "qwen3";
     case AL_ARCH_LLAMA:
         break;
     }
@@ -105,6 +107,28 @@ static bool add_token_ids(cJSON *json, const struct al_model_config *c)
     return ok && list;
 }
 
+/* transformers 5's layer_types: which layers attend within the sliding window (it
+ * overrides max_window_layers when both are read). */
+static bool add_layer_types(cJSON *json, const struct al_model_config *c)
+{
+    cJSON *list = cJSON_AddArrayToObject(json, "layer_types");
+    for (int layer = 0; list && layer < c->num_hidden_layers; layer++)
+        if (!cJSON_AddItemToArray(list, cJSON_CreateString(al_model_config_layer_window(c, layer) > 0
+                                                                ? "sliding_attention"
+                                                                : "full_attention")))
+            return false;
+    return list != NULL;
+}
+
+/* Qwen2's and Qwen3's window fields. */
+static bool add_qwen_window_fields(cJSON *json, const struct al_model_config *c)
+{
+    return add_int(json, "max_window_layers", c->num_hidden_layers) &&
+           cJSON_AddBoolToObject(json, "use_sliding_window", c->sliding_window > 0) &&
+           add_int_or_null(json, "sliding_window", c->sliding_window > 0 ? c->sliding_window : -1) &&
+           add_layer_types(json, c);
+}
+
 /* Fields only some architectures have, spelled as their transformers config class. */
 static bool add_architecture_fields(cJSON *json, const struct al_model_config *c)
 {
@@ -112,10 +136,10 @@ static bool add_architecture_fields(cJSON *json, const struct al_model_config *c
     case AL_ARCH_LLAMA:
         return cJSON_AddFalseToObject(json, "attention_bias") && cJSON_AddFalseToObject(json, "mlp_bias") &&
                add_int(json, "pretraining_tp", 1);
+    case AL_ARCH_QWEN3:
+        return cJSON_AddFalseToObject(json, "attention_bias") && add_qwen_window_fields(json, c);
     case AL_ARCH_QWEN2:
-        return add_int(json, "max_window_layers", c->num_hidden_layers) &&
-               cJSON_AddBoolToObject(json, "use_sliding_window", c->sliding_window > 0) &&
-               add_int_or_null(json, "sliding_window", c->sliding_window > 0 ? c->sliding_window : -1);
+        return add_qwen_window_fields(json, c);
     case AL_ARCH_MISTRAL:
         return add_int_or_null(json, "sliding_window", c->sliding_window > 0 ? c->sliding_window : -1);
     }
@@ -248,6 +272,10 @@ static void plan_layer(struct planner *p, const struct al_model_config *c, int l
             plan_layer_tensor(p, layer, suffix, 1, i == 0 ? q : kv, 0, INIT_ZEROS);
         }
     }
+    if (c->qk_norm) {
+        plan_layer_tensor(p, layer, "self_attn.q_norm.weight", 1, c->head_dim, 0, INIT_ONES);
+        plan_layer_tensor(p, layer, "self_attn.k_norm.weight", 1, c->head_dim, 0, INIT_ONES);
+    }
     plan_layer_tensor(p, layer, "self_attn.o_proj.weight", 2, hidden, q, INIT_NORMAL);
     plan_layer_tensor(p, layer, "post_attention_layernorm.weight", 1, hidden, 0, INIT_ONES);
     plan_layer_tensor(p, layer, "mlp.gate_proj.weight", 2, inter, hidden, INIT_NORMAL);
@@ -278,7 +306,7 @@ static int make_plan(struct plan *plan, const struct al_model_config *c, enum al
                      uint64_t max_shard_bytes)
 {
     /* Per layer: two norms, q/k/v (+ biases), o, gate, up, down. Then embeddings, norm, lm_head. */
-    int per_layer = 9 + (c->attention_qkv_bias ? 3 : 0);
+    int per_layer = 9 + (c->attention_qkv_bias ? 3 : 0) + (c->qk_norm ? 2 : 0);
     memset(plan, 0, sizeof *plan);
     plan->tensors = calloc((size_t)c->num_hidden_layers * (size_t)per_layer + 3, sizeof *plan->tensors);
     if (!plan->tensors)

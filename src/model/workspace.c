@@ -69,6 +69,12 @@ static void build_block_acts(struct workspace_builder *b, struct block_acts *act
     acts->q = take_act(b, n * q_width);
     acts->k = take_act(b, n * kv_width);
     acts->v = take_act(b, n * kv_width);
+    if (c->qk_norm) {
+        acts->q_raw = take_act(b, n * q_width);
+        acts->k_raw = take_act(b, n * kv_width);
+        acts->rstd_q = take_f32(b, n * c->num_attention_heads);
+        acts->rstd_k = take_f32(b, n * c->num_key_value_heads);
+    }
     acts->attn_out = take_act(b, n * q_width);
     acts->mid = take_act(b, n * c->hidden_size);
     acts->mlp_in = take_act(b, n * c->hidden_size);

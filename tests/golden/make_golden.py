@@ -25,7 +25,16 @@ import transformers
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,6 +114,59 @@ CASES = {
         use_rslora=True,
         legacy_config=False,
         seed=5678,
+    ),
+    # Sliding windows shorter than the 13-token sequence: from position `window` on, a
+    # token no longer sees the start of its sequence. Mistral windows every layer.
+    "mistral_window_tiny": dict(
+        model_class=MistralForCausalLM,
+        config=lambda: MistralConfig(
+            **COMMON_SIZES,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            sliding_window=5,
+            rope_parameters=dict(rope_type="default", rope_theta=10000.0),
+        ),
+        use_rslora=False,
+        legacy_config=False,
+        seed=2468,
+    ),
+    # Qwen2 with use_sliding_window and max_window_layers 1 of 3 layers: layer 0 attends
+    # fully, layers 1 and 2 within a window of 4 (transformers derives layer_types from
+    # max_window_layers; the saved config.json carries both).
+    "qwen2_window_tiny": dict(
+        model_class=Qwen2ForCausalLM,
+        config=lambda: Qwen2Config(
+            **dict(COMMON_SIZES, num_hidden_layers=3),
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            use_sliding_window=True,
+            sliding_window=4,
+            max_window_layers=1,
+            rope_parameters=dict(rope_type="default", rope_theta=1000000.0),
+        ),
+        use_rslora=True,
+        legacy_config=False,
+        seed=1357,
+    ),
+    # Qwen3: q_norm/k_norm, no biases, GQA (4 query heads on 2 kv heads) and a head_dim
+    # of 24 that is not hidden_size / heads (16); layer_types given explicitly (sliding
+    # first, full second: the opposite of what max_window_layers alone would give).
+    "qwen3_tiny": dict(
+        model_class=Qwen3ForCausalLM,
+        config=lambda: Qwen3Config(
+            **dict(COMMON_SIZES, head_dim=24),
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=False,
+            attention_bias=False,
+            use_sliding_window=True,
+            sliding_window=6,
+            max_window_layers=1,
+            layer_types=["sliding_attention", "full_attention"],
+            rope_parameters=dict(rope_type="default", rope_theta=1000000.0),
+        ),
+        use_rslora=False,
+        legacy_config=False,
+        seed=9753,
     ),
 }
 
@@ -374,9 +436,11 @@ def check_reload(model_class, model_dir, adapter_dir, input_ids, attention_mask,
 
 
 def main():
+    """Every case, or only the cases named on the command line."""
     set_determinism()
-    for name, spec in CASES.items():
-        make_case(name, spec)
+    names = sys.argv[1:] or list(CASES)
+    for name in names:
+        make_case(name, CASES[name])
 
 
 if __name__ == "__main__":

@@ -499,6 +499,7 @@ struct attention_case {
     int64_t n;
     int q_heads, kv_heads, head_dim;
     int documents; /* packed documents of uneven lengths */
+    int window;    /* sliding window, 0 for none */
 };
 
 static int32_t *document_starts(int64_t n, int documents, uint64_t seed)
@@ -545,8 +546,8 @@ static void check_attention(struct backends *b, struct attention_case c, uint64_
         ds[s] = upload_i32(be, starts, n);
         out[s] = output(be, q_count, ACT(be));
         lse[s] = output(be, lse_count, AL_DTYPE_F32);
-        cr_assert(be->ops->attention_forward(be, out[s], lse[s], qs[s], ks[s], vs[s], ds[s], n, c.q_heads, c.kv_heads,
-                                             c.head_dim) == 0,
+        cr_assert(be->ops->attention_forward(be, out[s], lse[s], qs[s], ks[s], vs[s], ds[s], c.window, n, c.q_heads,
+                                             c.kv_heads, c.head_dim) == 0,
                   "%s", al_error_message());
     }
     expect_close("attention out", b, out[1], out[0], q_count, ACT(b->gpu), BF16_TOLERANCE, seed);
@@ -567,8 +568,8 @@ static void check_attention(struct backends *b, struct attention_case c, uint64_
         dq[s] = output(be, q_count, ACT(be));
         dk[s] = output(be, kv_count, ACT(be));
         dv[s] = output(be, kv_count, ACT(be));
-        cr_assert(be->ops->attention_backward(be, dq[s], dk[s], dv[s], g, qs[s], ks[s], vs[s], o, l, ds[s], n,
-                                              c.q_heads, c.kv_heads, c.head_dim) == 0,
+        cr_assert(be->ops->attention_backward(be, dq[s], dk[s], dv[s], g, qs[s], ks[s], vs[s], o, l, ds[s], c.window,
+                                              n, c.q_heads, c.kv_heads, c.head_dim) == 0,
                   "%s", al_error_message());
     }
     expect_close_with_floor("attention dq", b, dq[1], dq[0], q_count, ACT(b->gpu), BF16_TOLERANCE,
@@ -623,6 +624,18 @@ Test(gpu_ops, attention_single_token_and_head_dim_40)
     close_backends(&b);
 }
 
+/* Sliding windows: shorter than a 32-key tile and than a 16-query tile (so tiles are
+ * skipped on both sides of the window), a window of 1, and one longer than some documents
+ * (the document mask then decides), all beside document boundaries. */
+Test(gpu_ops, attention_sliding_window)
+{
+    struct backends b = open_backends();
+    check_attention(&b, (struct attention_case){150, 4, 2, 64, 2, 20}, fresh_seed());
+    check_attention(&b, (struct attention_case){70, 2, 1, 40, 1, 1}, fresh_seed() + 1);
+    check_attention(&b, (struct attention_case){130, 3, 1, 96, 3, 45}, fresh_seed() + 2);
+    close_backends(&b);
+}
+
 /* ---- KV-cache decoding ---- */
 
 #define DECODE_MAX_SEQUENCES 4
@@ -634,6 +647,7 @@ struct decode_case {
     int sequences, capacity, q_heads, kv_heads, head_dim;
     int length[DECODE_MAX_SEQUENCES];
     int step_tokens[DECODE_MAX_SEQUENCES];
+    int window; /* sliding window, 0 for none */
 };
 
 /* The tokens of a write, interleaved round-robin over the sequences so the scatter
@@ -741,8 +755,8 @@ static void check_decode(struct backends *b, struct decode_case c, uint64_t seed
         void *qs = upload_act(be, q, q_count);
         int32_t *seqs = upload_i32(be, seq, n), *poss = upload_i32(be, pos, n);
         out[s] = output(be, q_count, ACT(be));
-        cr_assert(be->ops->decode_attention(be, out[s], qs, &caches[s], seqs, poss, n, c.q_heads, c.kv_heads,
-                                            c.head_dim) == 0,
+        cr_assert(be->ops->decode_attention(be, out[s], qs, &caches[s], seqs, poss, c.window, n, c.q_heads,
+                                            c.kv_heads, c.head_dim) == 0,
                   "%s", al_error_message());
     }
     expect_close("decode_attention out", b, out[1], out[0], q_count, ACT(b->gpu), BF16_TOLERANCE, seed);
@@ -788,6 +802,17 @@ Test(gpu_decode, large_groups_and_head_dims_40_and_128)
     close_backends(&b);
 }
 
+/* A sliding window of 20 slots: a prefill longer than the window, decode tokens whose
+ * window starts inside a 32-slot tile (the tiles before it are skipped), and a sequence
+ * shorter than the window. */
+Test(gpu_decode, sliding_window)
+{
+    struct backends b = open_backends();
+    check_decode(&b, (struct decode_case){3, 80, 4, 2, 64, {70, 45, 9}, {30, 1, 1}, 20}, fresh_seed());
+    check_decode(&b, (struct decode_case){2, 40, 3, 1, 40, {33, 3}, {1, 1}, 1}, fresh_seed() + 1);
+    close_backends(&b);
+}
+
 /* The argument checks name the op; a token whose sequence lies outside the cache is
  * not written, and its output row is NaN rather than another sequence's attention. */
 Test(gpu_decode, bad_arguments)
@@ -805,20 +830,20 @@ Test(gpu_decode, bad_arguments)
     int32_t *seq = upload_i32(k, &host_seq, 1), *pos = upload_i32(k, &host_pos, 1);
     void *out = output(k, 16, ACT(k));
 
-    cr_assert(k->ops->decode_attention(k, out, q, &cache, seq, pos, 1, 3, 2, head_dim) != 0);
+    cr_assert(k->ops->decode_attention(k, out, q, &cache, seq, pos, 0, 1, 3, 2, head_dim) != 0);
     cr_assert(strstr(al_error_message(), "cuda decode_attention") && strstr(al_error_message(), "3 query heads"),
               "%s", al_error_message());
     cr_assert(k->ops->kv_cache_write(k, &cache, kv, kv, seq, pos, 1, kv_heads, 130) != 0);
     cr_assert(strstr(al_error_message(), "cuda kv_cache_write") && strstr(al_error_message(), "head_dim 130"), "%s",
               al_error_message());
     struct al_kv_cache_layer empty = {NULL, NULL, 1, capacity};
-    cr_assert(k->ops->decode_attention(k, out, q, &empty, seq, pos, 1, 2, kv_heads, head_dim) != 0);
+    cr_assert(k->ops->decode_attention(k, out, q, &empty, seq, pos, 0, 1, 2, kv_heads, head_dim) != 0);
     cr_assert(strstr(al_error_message(), "cache is missing"), "%s", al_error_message());
 
     /* Sequence 1 of a one-sequence cache. */
     cr_assert(k->ops->kv_cache_write(k, &cache, kv, kv, seq, pos, 1, kv_heads, head_dim) == 0, "%s",
               al_error_message());
-    cr_assert(k->ops->decode_attention(k, out, q, &cache, seq, pos, 1, 2, kv_heads, head_dim) == 0, "%s",
+    cr_assert(k->ops->decode_attention(k, out, q, &cache, seq, pos, 0, 1, 2, kv_heads, head_dim) == 0, "%s",
               al_error_message());
     float *got = download(k, out, 16, ACT(k));
     for (int i = 0; i < 16; i++)

@@ -186,3 +186,8 @@ static void check_loss_and_gradients(struct golden *g)
 
 GOLDEN_CASE(llama_tiny)
 GOLDEN_CASE(qwen2_tiny)
+/* Sliding windows shorter than the sequence (all layers; mixed by max_window_layers), and
+ * Qwen3 (q/k norms, GQA, head_dim override, explicit layer_types). */
+GOLDEN_CASE(mistral_window_tiny)
+GOLDEN_CASE(qwen2_window_tiny)
+GOLDEN_CASE(qwen3_tiny)

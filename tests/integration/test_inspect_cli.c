@@ -71,6 +71,26 @@ Test(inspect_cli, describes_sharded_tied_qwen2)
     free(dir);
 }
 
+/* The golden folders: layers windowed by max_window_layers, and Qwen3 with its layer_types
+ * and per-head q/k norms. */
+Test(inspect_cli, prints_each_layers_attention_window)
+{
+    char *out = NULL;
+    int status = test_run_cli(&out, "inspect", "tests/golden/qwen2_window_tiny/model", NULL);
+    cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
+    assert_contains(out, "attention per layer:\n  layer 0:           full (causal)\n"
+                         "  layers 1-2:        sliding window of 4 tokens\n");
+    assert_contains(out, "q/k norm:            no");
+    free(out);
+    status = test_run_cli(&out, "inspect", "tests/golden/qwen3_tiny/model", NULL);
+    cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
+    assert_contains(out, "Qwen3ForCausalLM");
+    assert_contains(out, "  layer 0:           sliding window of 6 tokens\n  layer 1:           full (causal)\n");
+    assert_contains(out, "q/k norm:            yes");
+    assert_contains(out, "model.layers.0.self_attn.q_norm.weight           [24]");
+    free(out);
+}
+
 Test(inspect_cli, broken_folder_exits_1_naming_the_problem)
 {
     struct tiny_model_spec spec = tiny_model_default_spec();

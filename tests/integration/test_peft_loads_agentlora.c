@@ -70,6 +70,19 @@ static const struct adapter_case qwen2_tiny_case = {
     .name = "qwen2_tiny", .rank = 4, .alpha = 4, .use_rslora = true,
     .target_mask = (1u << AL_LORA_Q) | (1u << AL_LORA_V) | (1u << AL_LORA_DOWN), .seed = 20240602};
 
+/* Sliding windows (shorter than the 12-token sequence) and Qwen3's q/k norms: PEFT applies
+ * the adapter over transformers' windowed attention, agentlora over its own. */
+static const struct adapter_case mistral_window_tiny_case = {
+    .name = "mistral_window_tiny", .rank = 4, .alpha = 8, .use_rslora = false, .target_mask = AL_LORA_ALL_TARGETS,
+    .seed = 20240603};
+static const struct adapter_case qwen2_window_tiny_case = {
+    .name = "qwen2_window_tiny", .rank = 4, .alpha = 4, .use_rslora = true,
+    .target_mask = (1u << AL_LORA_Q) | (1u << AL_LORA_K) | (1u << AL_LORA_O) | (1u << AL_LORA_UP),
+    .seed = 20240604};
+static const struct adapter_case qwen3_tiny_case = {
+    .name = "qwen3_tiny", .rank = 8, .alpha = 16, .use_rslora = false, .target_mask = AL_LORA_ALL_TARGETS,
+    .seed = 20240605};
+
 static char *case_path(const char *format, const char *case_name)
 {
     char *path = al_strdup_printf(format, case_name);
@@ -355,3 +368,6 @@ static void check_logits_match_peft(const struct adapter_case *c)
 
 PEFT_LOADS_AGENTLORA_CASE(llama_tiny)
 PEFT_LOADS_AGENTLORA_CASE(qwen2_tiny)
+PEFT_LOADS_AGENTLORA_CASE(mistral_window_tiny)
+PEFT_LOADS_AGENTLORA_CASE(qwen2_window_tiny)
+PEFT_LOADS_AGENTLORA_CASE(qwen3_tiny)

@@ -47,6 +47,17 @@ static const char *const mistral_7b =
     " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.34.0.dev0\","
     " \"use_cache\": true, \"vocab_size\": 32000}";
 
+/* Qwen/Qwen3-0.6B */
+static const char *const qwen3_06b =
+    "{\"architectures\": [\"Qwen3ForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
+    " \"bos_token_id\": 151643, \"eos_token_id\": 151645, \"head_dim\": 128, \"hidden_act\": \"silu\","
+    " \"hidden_size\": 1024, \"initializer_range\": 0.02, \"intermediate_size\": 3072,"
+    " \"max_position_embeddings\": 40960, \"max_window_layers\": 28, \"model_type\": \"qwen3\","
+    " \"num_attention_heads\": 16, \"num_hidden_layers\": 28, \"num_key_value_heads\": 8,"
+    " \"rms_norm_eps\": 1e-06, \"rope_scaling\": null, \"rope_theta\": 1000000, \"sliding_window\": null,"
+    " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.51.0\","
+    " \"use_cache\": true, \"use_sliding_window\": false, \"vocab_size\": 151936}";
+
 /* What transformers 5 writes for a small Llama: rope_parameters, dtype, no architectures. */
 static const char *const llama_transformers5 =
     "{\"attention_bias\": false, \"bos_token_id\": 1, \"eos_token_id\": [2, 7], \"head_dim\": 16,"
@@ -157,6 +168,64 @@ Test(config_parse, qwen2_5_has_qkv_bias_and_no_window)
 
     struct al_model_config windowed = parse_with(qwen25_05b, "use_sliding_window", "true");
     cr_assert_eq(windowed.sliding_window, 32768);
+    /* transformers: layers from max_window_layers (21) on attend within the window. */
+    for (int layer = 0; layer < windowed.num_hidden_layers; layer++)
+        cr_assert_eq(al_model_config_layer_window(&windowed, layer), layer >= 21 ? 32768 : 0, "layer %d", layer);
+    for (int layer = 0; layer < c.num_hidden_layers; layer++)
+        cr_assert_eq(al_model_config_layer_window(&c, layer), 0, "layer %d", layer);
+}
+
+/* transformers 5's layer_types decides per layer and overrides max_window_layers. */
+Test(config_parse, qwen2_layer_types_override_max_window_layers)
+{
+    cJSON *json = parse_json(qwen25_05b);
+    cJSON_ReplaceItemInObjectCaseSensitive(json, "use_sliding_window", cJSON_CreateTrue());
+    cJSON_ReplaceItemInObjectCaseSensitive(json, "num_hidden_layers", cJSON_CreateNumber(3));
+    cJSON_ReplaceItemInObjectCaseSensitive(json, "sliding_window", cJSON_CreateNumber(8));
+    cJSON_AddItemToObject(json, "layer_types",
+                          parse_json("[\"sliding_attention\", \"full_attention\", \"sliding_attention\"]"));
+    struct al_model_config c;
+    cr_assert_eq(al_model_config_parse(&c, json, SOURCE), 0, "%s", al_error_message());
+    cr_assert_eq(al_model_config_layer_window(&c, 0), 8);
+    cr_assert_eq(al_model_config_layer_window(&c, 1), 0);
+    cr_assert_eq(al_model_config_layer_window(&c, 2), 8);
+    cJSON_Delete(json);
+}
+
+Test(config_parse, qwen3_has_qk_norm_and_head_dim_from_config)
+{
+    struct al_model_config c = parse_ok(qwen3_06b);
+    cr_assert_eq(c.arch, AL_ARCH_QWEN3);
+    cr_assert_str_eq(c.architecture, "Qwen3ForCausalLM");
+    cr_assert(c.qk_norm);
+    cr_assert(!c.attention_qkv_bias);
+    cr_assert_eq(c.head_dim, 128, "16 heads of 128 is not hidden_size 1024 / 16");
+    cr_assert_eq(c.num_key_value_heads, 8);
+    cr_assert_eq(c.sliding_window, 0);
+    cr_assert_eq(c.max_position_embeddings, 40960);
+    /* Qwen3-0.6B: 596,049,920 parameters, q_norm and k_norm included. */
+    cr_assert_eq(al_model_config_parameter_count(&c), 596049920LL);
+    /* Qwen3Config's head_dim default is 128, not hidden_size / heads. */
+    struct al_model_config no_head_dim = parse_with(qwen3_06b, "head_dim", NULL);
+    cr_assert_eq(no_head_dim.head_dim, 128);
+    cr_assert_eq(parse_with(qwen3_06b, "architectures", NULL).arch, AL_ARCH_QWEN3, "model_type qwen3");
+}
+
+Test(config_errors, windows_that_cannot_be_honoured_name_the_field)
+{
+    cJSON *json = parse_json(qwen25_05b);
+    cJSON_ReplaceItemInObjectCaseSensitive(json, "num_hidden_layers", cJSON_CreateNumber(2));
+    char *two_layers = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    expect_error(two_layers, "layer_types", "[\"full_attention\"]", "layer_types", "a list of 2 layer types");
+    expect_error(two_layers, "layer_types", "[\"full_attention\", \"chunked_attention\"]", "layer_types[1]",
+                 "\"chunked_attention\"");
+    /* A sliding layer without a window in force: transformers cannot build its mask. */
+    expect_error(two_layers, "layer_types", "[\"full_attention\", \"sliding_attention\"]", "layer_types[1]",
+                 "no sliding window is in force");
+    free(two_layers);
+    expect_error(qwen3_06b, "attention_bias", "true", "attention_bias", "Qwen3ForCausalLM");
+    expect_error(mistral_7b, "sliding_window", "0", "sliding_window", "0");
 }
 
 Test(config_parse, mistral_7b_sliding_window_untied)
@@ -171,8 +240,14 @@ Test(config_parse, mistral_7b_sliding_window_untied)
     cr_assert_float_eq(c.rope_theta, 10000.0, 0);
     cr_assert_eq(al_model_config_parameter_count(&c), 7241732096LL);
 
+    for (int layer = 0; layer < c.num_hidden_layers; layer++)
+        cr_assert_eq(al_model_config_layer_window(&c, layer), 4096, "Mistral windows every layer (%d)", layer);
+
     struct al_model_config no_window = parse_with(mistral_7b, "sliding_window", "null");
     cr_assert_eq(no_window.sliding_window, 0);
+    cr_assert_eq(al_model_config_layer_window(&no_window, 0), 0);
+    /* MistralConfig's default when the field is absent. */
+    cr_assert_eq(parse_with(mistral_7b, "sliding_window", NULL).sliding_window, 4096);
 }
 
 Test(config_parse, head_dim_independent_of_hidden_size)

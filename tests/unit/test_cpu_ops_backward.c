@@ -176,20 +176,20 @@ struct attention_problem {
     struct al_backend *backend;
     float *q, *k, *v, *out, *lse, *weights;
     int32_t *doc_start;
-    int n, q_heads, kv_heads, head_dim;
+    int window, n, q_heads, kv_heads, head_dim;
 };
 
 static double attention_objective(void *context)
 {
     struct attention_problem *p = context;
-    cr_assert_eq(p->backend->ops->attention_forward(p->backend, p->out, p->lse, p->q, p->k, p->v, p->doc_start, p->n,
-                                                    p->q_heads, p->kv_heads, p->head_dim),
+    cr_assert_eq(p->backend->ops->attention_forward(p->backend, p->out, p->lse, p->q, p->k, p->v, p->doc_start,
+                                                    p->window, p->n, p->q_heads, p->kv_heads, p->head_dim),
                  0);
     return weighted_sum(p->out, p->weights, (int64_t)p->n * p->q_heads * p->head_dim);
 }
 
-static void check_attention_backward(const int *lengths, int documents, int q_heads, int kv_heads, int head_dim,
-                                     uint64_t seed)
+static void check_attention_backward(const int *lengths, int documents, int window, int q_heads, int kv_heads,
+                                     int head_dim, uint64_t seed)
 {
     struct op_test t;
     op_test_begin(&t);
@@ -205,6 +205,7 @@ static void check_attention_backward(const int *lengths, int documents, int q_he
         .lse = alloc_floats(&t, (int64_t)n * q_heads),
         .weights = random_floats(&t, q_count, seed + 3, 1.0f),
         .doc_start = alloc_ints(&t, n, doc_start),
+        .window = window,
         .n = n,
         .q_heads = q_heads,
         .kv_heads = kv_heads,
@@ -216,7 +217,7 @@ static void check_attention_backward(const int *lengths, int documents, int q_he
     float *dk = random_floats(&t, kv_count, seed + 5, 1.0f);
     float *dv = random_floats(&t, kv_count, seed + 6, 1.0f);
     cr_assert_eq(t.backend->ops->attention_backward(t.backend, dq, dk, dv, p.weights, p.q, p.k, p.v, p.out, p.lse,
-                                                    p.doc_start, n, q_heads, kv_heads, head_dim),
+                                                    p.doc_start, window, n, q_heads, kv_heads, head_dim),
                  0, "%s", al_error_message());
     check_gradient(attention_objective, &p, p.q, dq, q_count, "attention dq");
     check_gradient(attention_objective, &p, p.k, dk, kv_count, "attention dk");
@@ -227,19 +228,27 @@ static void check_attention_backward(const int *lengths, int documents, int q_he
 Test(cpu_ops_backward, attention_gqa_two_kv_heads_three_documents)
 {
     const int lengths[] = {5, 3, 6};
-    check_attention_backward(lengths, 3, 4, 2, 8, 130);
+    check_attention_backward(lengths, 3, 0, 4, 2, 8, 130);
 }
 
 Test(cpu_ops_backward, attention_gqa_one_kv_head)
 {
     const int lengths[] = {7, 1, 4};
-    check_attention_backward(lengths, 3, 4, 1, 6, 131);
+    check_attention_backward(lengths, 3, 0, 4, 1, 6, 131);
 }
 
 Test(cpu_ops_backward, attention_multi_head_single_document)
 {
     const int lengths[] = {9};
-    check_attention_backward(lengths, 1, 2, 2, 4, 132);
+    check_attention_backward(lengths, 1, 0, 2, 2, 4, 132);
+}
+
+/* A window of 3 over documents of 5, 3 and 6 tokens: keys drop out of the window inside
+ * the first and last documents, and the middle one fits exactly. */
+Test(cpu_ops_backward, attention_sliding_window_with_document_masks)
+{
+    const int lengths[] = {5, 3, 6};
+    check_attention_backward(lengths, 3, 3, 4, 2, 8, 133);
 }
 
 /* ---- SwiGLU ---- */

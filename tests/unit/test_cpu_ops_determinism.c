@@ -39,8 +39,8 @@ static void run_attention(struct op_test *t, struct recording *r)
         inv_freq[j] = powf(10000.0f, -2.0f * j / HEAD_DIM);
     const struct al_backend_ops *ops = t->backend->ops;
     cr_assert_eq(ops->rope_forward(t->backend, q, positions, inv_freq, n, Q_HEADS, HEAD_DIM), 0);
-    cr_assert_eq(ops->attention_forward(t->backend, out, lse, q, k, v, starts, n, Q_HEADS, KV_HEADS, HEAD_DIM), 0);
-    cr_assert_eq(ops->attention_backward(t->backend, dq, dk, dv, dout, q, k, v, out, lse, starts, n, Q_HEADS,
+    cr_assert_eq(ops->attention_forward(t->backend, out, lse, q, k, v, starts, 0, n, Q_HEADS, KV_HEADS, HEAD_DIM), 0);
+    cr_assert_eq(ops->attention_backward(t->backend, dq, dk, dv, dout, q, k, v, out, lse, starts, 0, n, Q_HEADS,
                                          KV_HEADS, HEAD_DIM),
                  0);
     cr_assert_eq(ops->rope_backward(t->backend, dq, positions, inv_freq, n, Q_HEADS, HEAD_DIM), 0);

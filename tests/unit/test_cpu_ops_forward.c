@@ -166,9 +166,11 @@ Test(cpu_ops_forward, rope_rotates_half_pairs_with_restarting_positions)
 
 /* ---- attention ---- */
 
-/* Naive attention in double: full masked score row, softmax, weighted values. */
+/* Naive attention in double: full masked score row, softmax, weighted values. With a
+ * window, token i sees keys j with i - window < j (transformers' sliding_window mask). */
 static void reference_attention(double *out, double *lse, const float *q, const float *k, const float *v,
-                                const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim)
+                                const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                                int head_dim)
 {
     double scale = 1.0 / sqrt((double)head_dim);
     double *scores = alloc_doubles(n);
@@ -176,9 +178,12 @@ static void reference_attention(double *out, double *lse, const float *q, const 
         for (int h = 0; h < q_heads; h++) {
             int g = h / (q_heads / kv_heads);
             const float *qi = q + (i * q_heads + h) * head_dim;
+            int64_t first = doc_start[i];
+            if (window > 0 && i - window + 1 > first)
+                first = i - window + 1;
             double max_score = -INFINITY;
             for (int64_t j = 0; j < n; j++) {
-                if (j > i || j < doc_start[i])
+                if (j > i || j < first)
                     continue;
                 double s = 0;
                 for (int d = 0; d < head_dim; d++)
@@ -188,12 +193,12 @@ static void reference_attention(double *out, double *lse, const float *q, const 
                     max_score = scores[j];
             }
             double total = 0;
-            for (int64_t j = doc_start[i]; j <= i; j++)
+            for (int64_t j = first; j <= i; j++)
                 total += exp(scores[j] - max_score);
             double *o = out + (i * q_heads + h) * head_dim;
             for (int d = 0; d < head_dim; d++) {
                 double acc = 0;
-                for (int64_t j = doc_start[i]; j <= i; j++)
+                for (int64_t j = first; j <= i; j++)
                     acc += exp(scores[j] - max_score) / total * v[(j * kv_heads + g) * head_dim + d];
                 o[d] = acc;
             }
@@ -202,12 +207,12 @@ static void reference_attention(double *out, double *lse, const float *q, const 
     free(scores);
 }
 
-static void check_attention_forward(const int *lengths, int documents, int q_heads, int kv_heads, int head_dim,
-                                    uint64_t seed)
+static void check_attention_forward(const int *lengths, int documents, int window, int q_heads, int kv_heads,
+                                    int head_dim, uint64_t seed)
 {
     struct op_test t;
     op_test_begin(&t);
-    int32_t doc_start[64], pos[64];
+    int32_t doc_start[256], pos[256];
     int64_t n = pack_documents(lengths, documents, doc_start, pos);
     int64_t q_count = n * q_heads * head_dim, kv_count = n * kv_heads * head_dim;
     float *q = random_floats(&t, q_count, seed, 2.0f);
@@ -216,12 +221,12 @@ static void check_attention_forward(const int *lengths, int documents, int q_hea
     int32_t *starts = alloc_ints(&t, n, doc_start);
     float *out = alloc_floats(&t, q_count);
     float *lse = alloc_floats(&t, n * q_heads);
-    cr_assert_eq(t.backend->ops->attention_forward(t.backend, out, lse, q, k, v, starts, n, q_heads, kv_heads,
-                                                   head_dim),
+    cr_assert_eq(t.backend->ops->attention_forward(t.backend, out, lse, q, k, v, starts, window, n, q_heads,
+                                                   kv_heads, head_dim),
                  0, "%s", al_error_message());
 
     double *ref = alloc_doubles(q_count), *ref_lse = alloc_doubles(n * q_heads);
-    reference_attention(ref, ref_lse, q, k, v, doc_start, n, q_heads, kv_heads, head_dim);
+    reference_attention(ref, ref_lse, q, k, v, doc_start, window, n, q_heads, kv_heads, head_dim);
     assert_close(out, ref, q_count, FORWARD_TOLERANCE, "attention out");
     assert_close(lse, ref_lse, n * q_heads, FORWARD_TOLERANCE, "attention lse");
     free(ref);
@@ -232,12 +237,24 @@ static void check_attention_forward(const int *lengths, int documents, int q_hea
 Test(cpu_ops_forward, attention_gqa_with_document_masks)
 {
     const int three_documents[] = {5, 3, 7};
-    check_attention_forward(three_documents, 3, 4, 2, 8, 30);
-    check_attention_forward(three_documents, 3, 4, 1, 6, 31);
+    check_attention_forward(three_documents, 3, 0, 4, 2, 8, 30);
+    check_attention_forward(three_documents, 3, 0, 4, 1, 6, 31);
     const int one_document[] = {9};
-    check_attention_forward(one_document, 1, 2, 2, 16, 32);
+    check_attention_forward(one_document, 1, 0, 2, 2, 16, 32);
     const int single_tokens[] = {1, 1, 1};
-    check_attention_forward(single_tokens, 3, 3, 3, 4, 33); /* each token sees only itself */
+    check_attention_forward(single_tokens, 3, 0, 3, 3, 4, 33); /* each token sees only itself */
+}
+
+/* Windows shorter than some documents and longer than others, one of 1 (each token sees
+ * only itself), and documents longer than a 64-query block, so that blocks start mid-window. */
+Test(cpu_ops_forward, attention_sliding_window_with_document_masks)
+{
+    const int three_documents[] = {5, 3, 7};
+    check_attention_forward(three_documents, 3, 4, 4, 2, 8, 34);
+    check_attention_forward(three_documents, 3, 1, 2, 1, 4, 35);
+    const int long_documents[] = {150, 40};
+    check_attention_forward(long_documents, 2, 37, 4, 2, 8, 36);
+    check_attention_forward(long_documents, 2, 64, 2, 2, 4, 37);
 }
 
 Test(cpu_ops_forward, attention_rejects_bad_shapes)
@@ -248,12 +265,14 @@ Test(cpu_ops_forward, attention_rejects_bad_shapes)
     int32_t *starts = alloc_ints(&t, 2, bad_start);
     float *buf = random_floats(&t, 2 * 4 * 4, 1, 1.0f);
     float *lse = alloc_floats(&t, 8);
-    cr_assert_eq(t.backend->ops->attention_forward(t.backend, buf, lse, buf, buf, buf, starts, 2, 4, 4, 4), -1);
+    cr_assert_eq(t.backend->ops->attention_forward(t.backend, buf, lse, buf, buf, buf, starts, 0, 2, 4, 4, 4), -1);
     cr_assert(strstr(al_error_message(), "token 1") != NULL, "message: %s", al_error_message());
     const int32_t good_start[2] = {0, 0};
     memcpy(starts, good_start, sizeof(good_start));
-    cr_assert_eq(t.backend->ops->attention_forward(t.backend, buf, lse, buf, buf, buf, starts, 2, 4, 3, 4), -1);
+    cr_assert_eq(t.backend->ops->attention_forward(t.backend, buf, lse, buf, buf, buf, starts, 0, 2, 4, 3, 4), -1);
     cr_assert(strstr(al_error_message(), "kv heads") != NULL, "message: %s", al_error_message());
+    cr_assert_eq(t.backend->ops->attention_forward(t.backend, buf, lse, buf, buf, buf, starts, -1, 2, 4, 4, 4), -1);
+    cr_assert(strstr(al_error_message(), "sliding window -1") != NULL, "message: %s", al_error_message());
     op_test_end(&t);
 }
 
@@ -546,8 +565,9 @@ Test(cpu_ops_forward, empty_batch_is_a_no_op_and_bad_arguments_fail)
     /* n = 0: every op succeeds and writes nothing. */
     cr_assert_eq(ops->embedding_forward(t.backend, buf, ids, buf, 0, 4), 0);
     cr_assert_eq(ops->rmsnorm_forward(t.backend, buf, buf, buf, buf, 0, 4, 1e-5f), 0);
-    cr_assert_eq(ops->attention_forward(t.backend, buf, buf, buf, buf, buf, ids, 0, 2, 1, 4), 0);
-    cr_assert_eq(ops->attention_backward(t.backend, buf, buf, buf, buf, buf, buf, buf, buf, buf, ids, 0, 2, 1, 4), 0);
+    cr_assert_eq(ops->attention_forward(t.backend, buf, buf, buf, buf, buf, ids, 0, 0, 2, 1, 4), 0);
+    cr_assert_eq(ops->attention_backward(t.backend, buf, buf, buf, buf, buf, buf, buf, buf, buf, ids, 0, 0, 2, 1, 4),
+                 0);
     cr_assert_eq(ops->linear_forward(t.backend, buf, buf, buf, buf, &lora, 0, 4, 4), 0);
     cr_assert_eq(ops->linear_backward(t.backend, buf, 1, buf, buf, buf, &lora, 0, 4, 4), 0);
     cr_assert_eq(ops->lm_head_cross_entropy(t.backend, buf, buf, buf, buf, ids, 0, 4, 4, 1.0f), 0);

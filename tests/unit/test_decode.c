@@ -33,8 +33,8 @@ struct op_case {
 };
 
 /* Two sequences packed as documents: attention_forward over the pack is the reference
- * for decode_attention over a cache holding the same keys. */
-Test(decode_ops, cache_attention_equals_packed_attention)
+ * for decode_attention over a cache holding the same keys, with the same window. */
+static void check_cache_attention_equals_packed(int window)
 {
     struct al_backend *be = al_backend_cpu_create();
     const int lengths[2] = {5, 8};
@@ -53,7 +53,9 @@ Test(decode_ops, cache_attention_equals_packed_attention)
         pos[i] = i < lengths[0] ? i : i - lengths[0];
         doc_start[i] = i < lengths[0] ? 0 : lengths[0];
     }
-    cr_assert_eq(be->ops->attention_forward(be, ref, lse, q, k, v, doc_start, n, s.q_heads, s.kv_heads, s.head_dim), 0);
+    cr_assert_eq(be->ops->attention_forward(be, ref, lse, q, k, v, doc_start, window, n, s.q_heads, s.kv_heads,
+                                            s.head_dim),
+                 0);
 
     size_t cache_bytes = sizeof(float) * s.sequences * s.capacity * kv_width;
     struct al_kv_cache_layer cache = {be->ops->alloc(be, cache_bytes), be->ops->alloc(be, cache_bytes), s.sequences,
@@ -62,15 +64,17 @@ Test(decode_ops, cache_attention_equals_packed_attention)
     /* Slot p of sequence 1 holds that sequence's token p. */
     const float *slot = (const float *)cache.k + (1 * s.capacity + 3) * kv_width;
     cr_expect_eq(memcmp(slot, k + (lengths[0] + 3) * kv_width, sizeof(float) * kv_width), 0);
-    cr_assert_eq(be->ops->decode_attention(be, out, q, &cache, seq, pos, n, s.q_heads, s.kv_heads, s.head_dim), 0);
+    cr_assert_eq(be->ops->decode_attention(be, out, q, &cache, seq, pos, window, n, s.q_heads, s.kv_heads,
+                                           s.head_dim),
+                 0);
     /* The same blocked computation; only the GEMMs' shapes differ, so equal to rounding. */
     cr_expect_lt(test_max_abs_error(out, ref, n * q_width), DECODE_OP_TOLERANCE);
 
     /* A single query at the end of sequence 0 alone gives the same row. */
     int32_t one_seq = 0, one_pos = lengths[0] - 1;
     float row[32];
-    cr_assert_eq(be->ops->decode_attention(be, row, q + (lengths[0] - 1) * q_width, &cache, &one_seq, &one_pos, 1,
-                                           s.q_heads, s.kv_heads, s.head_dim),
+    cr_assert_eq(be->ops->decode_attention(be, row, q + (lengths[0] - 1) * q_width, &cache, &one_seq, &one_pos,
+                                           window, 1, s.q_heads, s.kv_heads, s.head_dim),
                  0);
     cr_expect_lt(test_max_abs_error(row, ref + (lengths[0] - 1) * q_width, q_width), DECODE_OP_TOLERANCE);
 
@@ -78,6 +82,17 @@ Test(decode_ops, cache_attention_equals_packed_attention)
     be->ops->free(be, cache.v);
     free(q), free(k), free(v), free(ref), free(out), free(lse);
     al_backend_destroy(be);
+}
+
+Test(decode_ops, cache_attention_equals_packed_attention)
+{
+    check_cache_attention_equals_packed(0);
+}
+
+/* A window of 3: both sequences are longer, so later queries lose their first slots. */
+Test(decode_ops, cache_attention_equals_packed_attention_in_a_sliding_window)
+{
+    check_cache_attention_equals_packed(3);
 }
 
 Test(decode_ops, tokens_outside_the_cache_are_errors)
@@ -90,11 +105,13 @@ Test(decode_ops, tokens_outside_the_cache_are_errors)
     cr_expect(strstr(al_error_message(), "sequence 2"), "%s", al_error_message());
     seq = 1;
     pos = 4;
-    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 1, 2, 1, 8), 0);
+    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 0, 1, 2, 1, 8), 0);
     cr_expect(strstr(al_error_message(), "position 4"), "%s", al_error_message());
     pos = 3;
-    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 1, 3, 2, 8), 0,
+    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, 0, 1, 3, 2, 8), 0,
                   "3 query heads cannot share 2 kv heads");
+    cr_expect_neq(be->ops->decode_attention(be, out, kv, &cache, &seq, &pos, -2, 1, 2, 1, 8), 0);
+    cr_expect(strstr(al_error_message(), "sliding window -2"), "%s", al_error_message());
     al_backend_destroy(be);
 }
 
@@ -108,19 +125,25 @@ struct model_fixture {
     int vocab;
 };
 
-static void model_open(struct model_fixture *f, enum al_arch arch, bool with_adapter)
+/* A tiny model of `arch`, or, when golden_dir is given, that committed model folder (the
+ * transformers goldens with sliding windows and Qwen3's q/k norms). */
+static void model_open_from(struct model_fixture *f, enum al_arch arch, const char *golden_dir, bool with_adapter)
 {
     memset(f, 0, sizeof *f);
-    struct tiny_model_spec spec = tiny_model_default_spec();
-    spec.arch = arch;
-    spec.rope_llama3 = arch == AL_ARCH_LLAMA;
-    spec.vocab_size = 96;
-    f->vocab = spec.vocab_size;
-    f->dir = test_tmpdir();
-    cr_assert_eq(tiny_model_write(&spec, f->dir), 0, "%s", al_error_message());
+    if (golden_dir) {
+        f->dir = strdup(golden_dir);
+    } else {
+        struct tiny_model_spec spec = tiny_model_default_spec();
+        spec.arch = arch;
+        spec.rope_llama3 = arch == AL_ARCH_LLAMA;
+        spec.vocab_size = 96;
+        f->dir = test_tmpdir();
+        cr_assert_eq(tiny_model_write(&spec, f->dir), 0, "%s", al_error_message());
+    }
     f->backend = al_backend_cpu_create();
     f->model = al_model_load(f->dir, f->backend);
     cr_assert_not_null(f->model, "%s", al_error_message());
+    f->vocab = al_model_get_config(f->model)->vocab_size;
     if (with_adapter) {
         /* Dropout is set so that a decoder that forgot to turn it off would disagree. */
         struct al_lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.25f, .target_mask = AL_LORA_ALL_TARGETS};
@@ -128,6 +151,11 @@ static void model_open(struct model_fixture *f, enum al_arch arch, bool with_ada
         cr_assert_not_null(f->lora, "%s", al_error_message());
         cr_assert_eq(test_lora_randomize(f->lora, 11, 0.2f), 0, "B must be non-zero for the adapter to matter");
     }
+}
+
+static void model_open(struct model_fixture *f, enum al_arch arch, bool with_adapter)
+{
+    model_open_from(f, arch, NULL, with_adapter);
 }
 
 static void model_close(struct model_fixture *f)
@@ -164,10 +192,10 @@ static void expect_rows_close(const float *got, const float *ref, int rows, int 
 
 /* Prefill every prompt in one step, then decode: the logits of every token must equal
  * the full forward's at the same place. */
-static void check_decoding_matches_full_forward(enum al_arch arch, bool with_adapter, int max_step_tokens)
+static void check_decoding_of(const char *golden_dir, enum al_arch arch, bool with_adapter, int max_step_tokens)
 {
     struct model_fixture f;
-    model_open(&f, arch, with_adapter);
+    model_open_from(&f, arch, golden_dir, with_adapter);
     struct test_batch tb;
     test_batch_make(&tb, total_length, SEQUENCES, f.vocab, 21, 0);
     float *ref = reference_logits(&f, &tb);
@@ -218,6 +246,23 @@ static void check_decoding_matches_full_forward(enum al_arch arch, bool with_ada
     free(ref);
     test_batch_free(&tb);
     model_close(&f);
+}
+
+static void check_decoding_matches_full_forward(enum al_arch arch, bool with_adapter, int max_step_tokens)
+{
+    check_decoding_of(NULL, arch, with_adapter, max_step_tokens);
+}
+
+/* Sliding windows (5 on every layer; 6 on Qwen3's first layer) shorter than the 11- and
+ * 12-token sequences: decode steps must drop the same old keys the full forward drops. */
+Test(decode_model, mistral_sliding_window_matches_full_forward)
+{
+    check_decoding_of("tests/golden/mistral_window_tiny/model", AL_ARCH_MISTRAL, true, 0);
+}
+
+Test(decode_model, qwen3_window_and_qk_norm_match_full_forward)
+{
+    check_decoding_of("tests/golden/qwen3_tiny/model", AL_ARCH_QWEN3, true, 4);
 }
 
 Test(decode_model, llama_matches_full_forward)

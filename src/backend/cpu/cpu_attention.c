@@ -1,9 +1,13 @@
-/* Causal grouped-query attention with document masks, flash-attention style: forward
- * saves only the log-sum-exp of each query's scores, and backward recomputes the
- * probabilities from it, so no [n x n] matrix is ever stored.
+/* Causal grouped-query attention with document masks and an optional sliding window,
+ * flash-attention style: forward saves only the log-sum-exp of each query's scores, and
+ * backward recomputes the probabilities from it, so no [n x n] matrix is ever stored.
  *
- * Query token i of head h attends to keys j with doc_start[i] <= j <= i, read from kv
- * head h / (q_heads / kv_heads).
+ * Query token i of head h attends to keys j with start[i] <= j <= i, read from kv head
+ * h / (q_heads / kv_heads), where start[i] = doc_start[i] without a window and
+ * max(doc_start[i], i - window + 1) with one: the window is one more lower bound on the
+ * keys a query sees, so it composes with document masks and, once folded into the
+ * starts, needs nothing else. Blocks then only span the keys their queries see, so a
+ * window shorter than the sequence also cuts the work.
  *
  * The work is cut into blocks of AL_ATTENTION_BLOCK_ROWS tokens and done with GEMMs
  * (cpu_attention_block.c): forward and the query gradient by blocks of queries, the key
@@ -26,16 +30,19 @@ struct attention_shape {
     int kv_heads;
     int head_dim;
     int group; /* query heads per kv head */
+    int window; /* 0: none */
     float scale;
 };
 
-static int make_shape(const char *op, struct attention_shape *shape, const int32_t *doc_start, int64_t n,
-                      int q_heads, int kv_heads, int head_dim)
+static int make_shape(const char *op, struct attention_shape *shape, const int32_t *doc_start, int window,
+                      int64_t n, int q_heads, int kv_heads, int head_dim)
 {
     if (al_cpu_check_shape(op, n, head_dim) != 0)
         return -1;
     if (q_heads <= 0 || kv_heads <= 0 || q_heads % kv_heads != 0)
         return al_fail("%s: %d query heads cannot share %d kv heads evenly", op, q_heads, kv_heads);
+    if (window < 0)
+        return al_fail("%s: sliding window %d is negative (0 means none)", op, window);
     for (int64_t i = 0; i < n; i++)
         if (doc_start[i] < 0 || doc_start[i] > i)
             return al_fail("%s: token %lld has document start %d outside [0, %lld]", op, (long long)i,
@@ -45,8 +52,43 @@ static int make_shape(const char *op, struct attention_shape *shape, const int32
     shape->kv_heads = kv_heads;
     shape->head_dim = head_dim;
     shape->group = q_heads / kv_heads;
+    shape->window = window;
     shape->scale = 1.0f / sqrtf((float)head_dim);
     return 0;
+}
+
+/* The first key each token sees: its document's start, raised to i - window + 1 by a
+ * window. Returns doc_start itself when there is no window, else a new array (*owned). */
+static const int32_t *visible_starts(const char *op, const int32_t *doc_start, int window, int64_t n,
+                                     int32_t **owned)
+{
+    *owned = NULL;
+    if (window == 0)
+        return doc_start;
+    int32_t *start = malloc((size_t)n * sizeof(int32_t));
+    if (!start)
+        return al_fail_null("%s: out of memory for %lld window starts", op, (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t window_start = i - window + 1;
+        start[i] = window_start > doc_start[i] ? (int32_t)window_start : doc_start[i];
+    }
+    *owned = start;
+    return start;
+}
+
+/* Checks a call and folds its window into the starts (*owned to be freed). *start is
+ * NULL when there is nothing to compute (no tokens). */
+static int prepare_call(const char *op, struct attention_shape *s, const int32_t *doc_start, int window, int64_t n,
+                        int q_heads, int kv_heads, int head_dim, const int32_t **start, int32_t **owned)
+{
+    *start = NULL;
+    *owned = NULL;
+    if (make_shape(op, s, doc_start, window, n, q_heads, kv_heads, head_dim) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    *start = visible_starts(op, doc_start, window, n, owned);
+    return *start ? 0 : -1;
 }
 
 /* Keys seen by the query that sees the most: the length of the longest document. */
@@ -155,18 +197,12 @@ static int64_t block_count(int64_t n)
     return (n + AL_ATTENTION_BLOCK_ROWS - 1) / AL_ATTENTION_BLOCK_ROWS;
 }
 
-int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, const void *q, const void *k,
-                             const void *v, const int32_t *doc_start, int64_t n, int q_heads, int kv_heads,
-                             int head_dim)
+static int forward_with_starts(const char *op, const struct attention_shape *sp, void *out, float *lse,
+                               const void *q, const void *k, const void *v, const int32_t *doc_start)
 {
-    (void)backend;
-    const char *op = "cpu attention_forward";
-    struct attention_shape s;
-    if (make_shape(op, &s, doc_start, n, q_heads, kv_heads, head_dim) != 0)
-        return -1;
-    if (n == 0)
-        return 0;
-
+    struct attention_shape s = *sp;
+    int64_t n = s.n;
+    int q_heads = s.q_heads, head_dim = s.head_dim;
     int threads = omp_get_max_threads();
     struct thread_scratch scratch;
     if (scratch_create(&scratch, op, threads, AL_ATTENTION_BLOCK_ROWS * query_block_keys(&s, doc_start)) != 0)
@@ -187,6 +223,22 @@ int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, 
     }
     scratch_free(&scratch);
     return 0;
+}
+
+int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, const void *q, const void *k,
+                             const void *v, const int32_t *doc_start, int window, int64_t n, int q_heads,
+                             int kv_heads, int head_dim)
+{
+    (void)backend;
+    const char *op = "cpu attention_forward";
+    struct attention_shape s;
+    const int32_t *start;
+    int32_t *owned;
+    if (prepare_call(op, &s, doc_start, window, n, q_heads, kv_heads, head_dim, &start, &owned) != 0)
+        return -1;
+    int rc = start ? forward_with_starts(op, &s, out, lse, q, k, v, start) : 0;
+    free(owned);
+    return rc;
 }
 
 /* Backward, with P_ij = exp(score_ij - lse_i), D_i = dout_i . out_i and
@@ -252,7 +304,9 @@ static int64_t last_query_seeing(const struct attention_shape *s, const int32_t 
                                  int64_t keys)
 {
     int64_t last = j0;
-    for (int64_t i = j0; i < s->n; i++)
+    /* With a window, no query past the last key + window - 1 sees the block. */
+    int64_t end = s->window > 0 ? min_int64(s->n, j0 + keys + s->window - 1) : s->n;
+    for (int64_t i = j0; i < end; i++)
         if (doc_start[i] < j0 + keys)
             last = i;
     return last;
@@ -281,17 +335,13 @@ static void key_block_gradient(const struct backward_inputs *in, float *dk, floa
         }
 }
 
-int al_cpu_attention_backward(struct al_backend *backend, void *dq, void *dk, void *dv, const void *dout,
-                              const void *q, const void *k, const void *v, const void *out, const float *lse,
-                              const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim)
+static int backward_with_starts(const char *op, const struct attention_shape *sp, void *dq, void *dk, void *dv,
+                                const void *dout, const void *q, const void *k, const void *v, const void *out,
+                                const float *lse, const int32_t *doc_start)
 {
-    (void)backend;
-    const char *op = "cpu attention_backward";
-    struct attention_shape s;
-    if (make_shape(op, &s, doc_start, n, q_heads, kv_heads, head_dim) != 0)
-        return -1;
-    if (n == 0)
-        return 0;
+    struct attention_shape s = *sp;
+    int64_t n = s.n;
+    int q_heads = s.q_heads, kv_heads = s.kv_heads, head_dim = s.head_dim;
     int64_t rows = n * q_heads;
     int64_t work = rows * longest_document(doc_start, n) * head_dim;
     float *delta = malloc((size_t)rows * sizeof(float));
@@ -330,4 +380,21 @@ int al_cpu_attention_backward(struct al_backend *backend, void *dq, void *dk, vo
     scratch_free(&scratch);
     free(delta);
     return 0;
+}
+
+int al_cpu_attention_backward(struct al_backend *backend, void *dq, void *dk, void *dv, const void *dout,
+                              const void *q, const void *k, const void *v, const void *out, const float *lse,
+                              const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                              int head_dim)
+{
+    (void)backend;
+    const char *op = "cpu attention_backward";
+    struct attention_shape s;
+    const int32_t *start;
+    int32_t *owned;
+    if (prepare_call(op, &s, doc_start, window, n, q_heads, kv_heads, head_dim, &start, &owned) != 0)
+        return -1;
+    int rc = start ? backward_with_starts(op, &s, dq, dk, dv, dout, q, k, v, out, lse, start) : 0;
+    free(owned);
+    return rc;
 }

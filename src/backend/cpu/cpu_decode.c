@@ -1,5 +1,7 @@
 /* Decoding with a key/value cache: writing a step's keys and values into their slots,
- * and causal grouped-query attention of the step's queries over their sequences' caches.
+ * and causal grouped-query attention of the step's queries over their sequences' caches,
+ * within a sliding window when the layer has one (the cache still keeps every slot; a
+ * window only narrows the slots a query reads).
  *
  * The step's tokens are cut into runs (consecutive tokens of one sequence at consecutive
  * positions: a prefill chunk, or one new token per sequence), and each run of each query
@@ -80,26 +82,34 @@ static int64_t find_runs(const int32_t *seq, const int32_t *pos, int64_t n, int6
     return runs;
 }
 
-/* The block of run tokens [i0, i0 + rows) of query head h over slots 0..pos of their
- * sequence's cache. */
+/* The first slot a query at position p sees: 0, or p - window + 1 with a window. */
+static int64_t first_visible_slot(int64_t p, int window)
+{
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
+/* The block of run tokens [i0, i0 + rows) of query head h over the slots of their
+ * sequence's cache that they see: first_visible_slot..pos. A run's positions rise one by
+ * one, so its first token sees the earliest slot; the block's keys start there. */
 static struct al_attention_block run_block(const struct al_kv_cache_layer *cache, const float *q, const int32_t *seq,
-                                           const int32_t *pos, int64_t i0, int64_t rows, int h, int q_heads,
-                                           int kv_heads, int head_dim, int64_t *bounds)
+                                           const int32_t *pos, int window, int64_t i0, int64_t rows, int h,
+                                           int q_heads, int kv_heads, int head_dim, int64_t *bounds)
 {
     int64_t *lo = bounds, *hi = bounds + AL_ATTENTION_BLOCK_ROWS;
+    int64_t first = first_visible_slot(pos[i0], window);
     for (int64_t r = 0; r < rows; r++) {
-        lo[r] = 0;
-        hi[r] = pos[i0 + r];
+        lo[r] = first_visible_slot(pos[i0 + r], window) - first;
+        hi[r] = pos[i0 + r] - first;
     }
     int kv_head = h / (q_heads / kv_heads);
     return (struct al_attention_block){
         .q = q + (i0 * q_heads + h) * head_dim,
         .q_stride = (int64_t)q_heads * head_dim,
-        .k = cache_row(cache, cache->k, seq[i0], 0, kv_heads, kv_head, head_dim),
-        .v = cache_row(cache, cache->v, seq[i0], 0, kv_heads, kv_head, head_dim),
+        .k = cache_row(cache, cache->k, seq[i0], first, kv_heads, kv_head, head_dim),
+        .v = cache_row(cache, cache->v, seq[i0], first, kv_heads, kv_head, head_dim),
         .kv_stride = (int64_t)kv_heads * head_dim,
         .rows = rows,
-        .keys = pos[i0 + rows - 1] + 1,
+        .keys = pos[i0 + rows - 1] + 1 - first,
         .lo = lo,
         .hi = hi,
         .head_dim = head_dim,
@@ -109,7 +119,7 @@ static struct al_attention_block run_block(const struct al_kv_cache_layer *cache
 
 int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q,
                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
-                            int64_t n, int q_heads, int kv_heads, int head_dim)
+                            int window, int64_t n, int q_heads, int kv_heads, int head_dim)
 {
     (void)backend;
     const char *op = "cpu decode_attention";
@@ -117,14 +127,19 @@ int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q
         return -1;
     if (q_heads <= 0 || q_heads % kv_heads != 0)
         return al_fail("%s: %d query heads cannot share %d kv heads evenly", op, q_heads, kv_heads);
+    if (window < 0)
+        return al_fail("%s: sliding window %d is negative (0 means none)", op, window);
     if (n == 0)
         return 0;
 
+    /* A run's keys: at most its block of queries plus the slots its first query sees. */
     int64_t longest = 1, slots_read = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (pos[i] + 1 > longest)
-            longest = pos[i] + 1;
-        slots_read += pos[i] + 1;
+        int64_t seen = pos[i] + 1 - first_visible_slot(pos[i], window);
+        int64_t run_keys = window > 0 ? seen + AL_ATTENTION_BLOCK_ROWS : seen;
+        if (run_keys > longest)
+            longest = run_keys;
+        slots_read += seen;
     }
     int threads = omp_get_max_threads();
     int64_t scores_per_thread = AL_ATTENTION_BLOCK_ROWS * longest;
@@ -146,8 +161,8 @@ int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q
         int thread = omp_get_thread_num();
         int64_t run = task / q_heads, i0 = starts[run];
         int h = (int)(task % q_heads);
-        struct al_attention_block b = run_block(cache, q, seq, pos, i0, starts[run + 1] - i0, h, q_heads, kv_heads,
-                                                head_dim, bounds + thread * 2 * AL_ATTENTION_BLOCK_ROWS);
+        struct al_attention_block b = run_block(cache, q, seq, pos, window, i0, starts[run + 1] - i0, h, q_heads,
+                                                kv_heads, head_dim, bounds + thread * 2 * AL_ATTENTION_BLOCK_ROWS);
         al_attention_block_forward(&b, scores + thread * scores_per_thread, (float *)out + i0 * stride + h * head_dim,
                                    stride, NULL, 0);
     }

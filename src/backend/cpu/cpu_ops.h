@@ -61,11 +61,12 @@ int al_cpu_rope_backward(struct al_backend *backend, void *dx, const int32_t *po
 
 /* ---- cpu_attention.c ---- */
 int al_cpu_attention_forward(struct al_backend *backend, void *out, float *lse, const void *q, const void *k,
-                             const void *v, const int32_t *doc_start, int64_t n, int q_heads, int kv_heads,
-                             int head_dim);
+                             const void *v, const int32_t *doc_start, int window, int64_t n, int q_heads,
+                             int kv_heads, int head_dim);
 int al_cpu_attention_backward(struct al_backend *backend, void *dq, void *dk, void *dv, const void *dout,
                               const void *q, const void *k, const void *v, const void *out, const float *lse,
-                              const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim);
+                              const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                              int head_dim);
 
 /* ---- cpu_swiglu.c ---- */
 int al_cpu_swiglu_forward(struct al_backend *backend, void *out, const void *gate, const void *up, int64_t n,
@@ -100,6 +101,6 @@ int al_cpu_kv_cache_write(struct al_backend *backend, const struct al_kv_cache_l
                           int head_dim);
 int al_cpu_decode_attention(struct al_backend *backend, void *out, const void *q,
                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos,
-                            int64_t n, int q_heads, int kv_heads, int head_dim);
+                            int window, int64_t n, int q_heads, int kv_heads, int head_dim);
 
 #endif

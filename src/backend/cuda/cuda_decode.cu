@@ -36,18 +36,20 @@ int al_cuda_kv_cache_write(struct al_backend *backend, const struct al_kv_cache_
 }
 
 int al_cuda_decode_attention(struct al_backend *backend, void *out, const void *q,
-                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos, int64_t n,
-                             int q_heads, int kv_heads, int head_dim)
+                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos, int window,
+                             int64_t n, int q_heads, int kv_heads, int head_dim)
 {
     const char *op = "cuda decode_attention";
     if (check_cache(op, cache, n, kv_heads, head_dim) != 0)
         return -1;
     if (q_heads <= 0 || q_heads % kv_heads != 0)
         return al_fail("%s: %d query heads cannot share %d kv heads evenly", op, q_heads, kv_heads);
+    if (window < 0)
+        return al_fail("%s: sliding window %d is negative (0 means none)", op, window);
     if (n > MAX_GRID_X || kv_heads > MAX_GRID_Y)
         return al_fail("%s: %lld tokens of %d kv heads exceed the launch grid", op, (long long)n, kv_heads);
     AL_CUDA_TRY(al_launch_decode_attention((al_bf16 *)out, (const al_bf16 *)q, (const al_bf16 *)cache->k,
-                                           (const al_bf16 *)cache->v, seq, pos, n, q_heads, kv_heads, head_dim,
+                                           (const al_bf16 *)cache->v, seq, pos, window, n, q_heads, kv_heads, head_dim,
                                            cache->sequences, cache->capacity, al_cuda_of(backend)->stream));
     return 0;
 }

@@ -106,11 +106,12 @@ int al_cuda_rope_forward(struct al_backend *backend, void *x, const int32_t *pos
 int al_cuda_rope_backward(struct al_backend *backend, void *dx, const int32_t *pos, const float *inv_freq,
                           int64_t n, int heads, int head_dim);
 int al_cuda_attention_forward(struct al_backend *backend, void *out, float *lse, const void *q, const void *k,
-                              const void *v, const int32_t *doc_start, int64_t n, int q_heads, int kv_heads,
-                              int head_dim);
+                              const void *v, const int32_t *doc_start, int window, int64_t n, int q_heads,
+                              int kv_heads, int head_dim);
 int al_cuda_attention_backward(struct al_backend *backend, void *dq, void *dk, void *dv, const void *dout,
                                const void *q, const void *k, const void *v, const void *out, const float *lse,
-                               const int32_t *doc_start, int64_t n, int q_heads, int kv_heads, int head_dim);
+                               const int32_t *doc_start, int window, int64_t n, int q_heads, int kv_heads,
+                               int head_dim);
 int al_cuda_swiglu_forward(struct al_backend *backend, void *out, const void *gate, const void *up, int64_t n,
                            int dim);
 int al_cuda_swiglu_backward(struct al_backend *backend, void *dgate, void *dup, const void *dout, const void *gate,
@@ -130,8 +131,8 @@ int al_cuda_kv_cache_write(struct al_backend *backend, const struct al_kv_cache_
                            const void *v, const int32_t *seq, const int32_t *pos, int64_t n, int kv_heads,
                            int head_dim);
 int al_cuda_decode_attention(struct al_backend *backend, void *out, const void *q,
-                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos, int64_t n,
-                             int q_heads, int kv_heads, int head_dim);
+                             const struct al_kv_cache_layer *cache, const int32_t *seq, const int32_t *pos, int window,
+                             int64_t n, int q_heads, int kv_heads, int head_dim);
 
 /* Shared argument check: a message naming the op, and -1, on a bad shape. */
 int al_cuda_check_shape(const char *op, int64_t n, int dim);

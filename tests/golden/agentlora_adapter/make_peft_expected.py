@@ -48,6 +48,27 @@ CASES = {
         target_modules=["q_proj", "v_proj", "down_proj"],
         token_seed=32,
     ),
+    "mistral_window_tiny": dict(
+        r=4,
+        lora_alpha=8,
+        use_rslora=False,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        token_seed=33,
+    ),
+    "qwen2_window_tiny": dict(
+        r=4,
+        lora_alpha=4,
+        use_rslora=True,
+        target_modules=["q_proj", "k_proj", "o_proj", "up_proj"],
+        token_seed=34,
+    ),
+    "qwen3_tiny": dict(
+        r=8,
+        lora_alpha=16,
+        use_rslora=False,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        token_seed=35,
+    ),
 }
 
 # Two sequences of different lengths; the C test packs them as two documents.
@@ -213,8 +234,8 @@ def make_case(name, spec):
 
 def main():
     set_determinism()
-    for name, spec in CASES.items():
-        make_case(name, spec)
+    for name in sys.argv[1:] or list(CASES):
+        make_case(name, CASES[name])
 
 
 if __name__ == "__main__":
