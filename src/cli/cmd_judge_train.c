@@ -93,10 +93,10 @@ static int parse(int argc, char **argv, struct train_options *opt)
     *opt = (struct train_options){.extra_weight = DEFAULT_EXTRA_WEIGHT, .model_label_weight = DEFAULT_MODEL_LABEL_WEIGHT,
                                   .sample = 1, .leave_one_out = true, .threshold = DEFAULT_THRESHOLD,
                                   .keywords_refusal_decides = 1, .complying_opening_decides = 0, .fit = al_judge_train_defaults()};
-    int c, bad = 0, seed = (int)opt->fit.seed;
+    int c, which = 0, bad = 0, seed = (int)opt->fit.seed;
     float rate = (float)opt->fit.learning_rate, l2 = (float)opt->fit.l2;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", options, &which)) != -1) {
         switch (c) {
         case 'd': bad = add_file(opt->data, &opt->n_data, optarg); break;
         case 'x': bad = add_file(opt->extra, &opt->n_extra, optarg); break;
@@ -119,8 +119,8 @@ static int parse(int argc, char **argv, struct train_options *opt)
         default: return -1;
         }
         if (bad) {
-            fprintf(stderr, "agentlora judge-train: bad value \"%s\" for %s (or more than %d files)\n\n", optarg,
-                    argv[optind - 1], MAX_FILES);
+            fprintf(stderr, "agentlora judge-train: bad value \"%s\" for --%s%s\n\n", optarg, options[which].name,
+                    c == 'd' || c == 'x' || c == 'c' ? " (at most 8 files)" : "");
             return -1;
         }
     }
