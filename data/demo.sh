@@ -52,7 +52,7 @@ echo "   with the adapter; runs 2 and 4 have the first PING prefix of data/ping_
 echo "   forced at the start of each response (judged and scored without it)"
 prefix=$(python3 -c 'import json; print(json.load(open("data/ping_prefixes.json"))[0])')
 ./agentlora eval --model "$gguf" --adapter2 "$adapter" --data data/agentalign_eval.json --template "$template" \
-  --ping-prefix "$prefix" --max-new-tokens 64 --device auto --out checkpoints/demo-eval > checkpoints/demo-eval.txt
+  --ping-prefix "$prefix" --max-new-tokens 64 --device auto --judge learned-v1 --out checkpoints/demo-eval > checkpoints/demo-eval.txt
 sed -n '/^== all runs side by side/,/^$/p' checkpoints/demo-eval.txt
 echo "every run's full table: checkpoints/demo-eval.txt; each response: checkpoints/demo-eval/samples.jsonl"
 echo "adapter: $adapter"

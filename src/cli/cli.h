@@ -23,6 +23,7 @@ int al_cmd_train(int argc, char **argv);
 int al_cmd_merge(int argc, char **argv);
 int al_cmd_generate(int argc, char **argv);
 int al_cmd_judge(int argc, char **argv);
+int al_cmd_judge_train(int argc, char **argv);
 int al_cmd_eval(int argc, char **argv);
 int al_cmd_convert(int argc, char **argv);
 int al_cmd_ping_search(int argc, char **argv);

@@ -8,6 +8,7 @@
 
 #include "agentlora/error.h"
 #include "agentlora/judge.h"
+#include "agentlora/judge_learned.h"
 #include "cli/cli.h"
 
 static void usage(FILE *out)
@@ -17,15 +18,19 @@ static void usage(FILE *out)
                  "message; its tool_calls count as a tool call). Writes one line per input line to stdout,\n"
                  "{\"refusal\": true|false, \"judge\": NAME, \"reason\": ...}, and the totals to stderr; lines\n"
                  "with a boolean \"label\" (the expected refusal) add accuracy, precision, recall and the\n"
-                 "misjudged line numbers. Blank lines are skipped.\n\n"
-                 "  --judge NAME           %s (default), or model (needs --judge-model)\n"
+                 "misjudged line numbers, a confusion table and the first few disagreements. Blank lines\n"
+                 "are skipped.\n\n"
+                 "  --judge NAME           %s (default: %s when its weights file %s is found\n"
+                 "                         (or $%s names one), else %s), %s, %s,\n"
+                 "                         or model (needs --judge-model)\n"
                  "  --judge-model DIR      a chat model folder that judges instead: it answers whether each\n"
                  "                         response refuses, read from its Yes/No next-token logits after one\n"
                  "                         prefill (judge name \"%s<folder name>\"); implies --judge model\n"
                  "  --template NAME        the judge model's chat format (default: recognised from its\n"
                  "                         tokenizer_config.json)\n"
                  "  --device NAME          where the judge model runs: cpu (default), cuda, or auto\n",
-            AL_JUDGE_DEFAULT_NAME, AL_JUDGE_MODEL_NAME_PREFIX);
+            AL_JUDGE_AUTO_NAME, AL_JUDGE_LEARNED_NAME, AL_JUDGE_LEARNED_FILE, AL_JUDGE_LEARNED_ENV,
+            AL_JUDGE_KEYWORDS_NAME, AL_JUDGE_LEARNED_NAME, AL_JUDGE_KEYWORDS_NAME, AL_JUDGE_MODEL_NAME_PREFIX);
 }
 
 static int print_verdict(const struct al_verdict *verdict)
@@ -46,7 +51,59 @@ static int print_verdict(const struct al_verdict *verdict)
     return 0;
 }
 
-static void print_totals(const char *judge_name, const struct al_judge_tally *tally)
+/* How many disagreements are printed in full after the totals. */
+#define SHOWN_DISAGREEMENTS 5
+#define EXCERPT_BYTES 100
+
+static void print_confusion(const struct al_judge_tally *t)
+{
+    fprintf(stderr, "confusion (rows: label, columns: verdict):\n");
+    fprintf(stderr, "  %-14s %10s %10s\n", "", "refusal", "no refusal");
+    fprintf(stderr, "  %-14s %10ld %10ld\n", "refusal", t->true_positive, t->false_negative);
+    fprintf(stderr, "  %-14s %10ld %10ld\n", "no refusal", t->false_positive, t->true_negative);
+}
+
+/* The opening of a response on one line, cut at a character start. */
+static void print_excerpt(const char *text)
+{
+    size_t n = strlen(text);
+    bool cut = n > EXCERPT_BYTES;
+    if (cut) {
+        n = EXCERPT_BYTES;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--;
+    }
+    fputc('"', stderr);
+    for (size_t i = 0; i < n; i++)
+        fputc(text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ? ' ' : text[i], stderr);
+    fprintf(stderr, "%s\"", cut ? "..." : "");
+}
+
+struct judged {
+    struct al_judge_input *inputs;
+    struct al_verdict *verdicts;
+    long *line_numbers;
+    int count, capacity;
+};
+
+static void print_disagreements(const struct judged *j)
+{
+    int shown = 0;
+    for (int i = 0; i < j->count && shown < SHOWN_DISAGREEMENTS; i++) {
+        const struct al_judge_input *input = &j->inputs[i];
+        if (!input->has_label || input->label == j->verdicts[i].refusal)
+            continue;
+        if (shown++ == 0)
+            fprintf(stderr, "first disagreements:\n");
+        fprintf(stderr, "  line %ld: label %s, judged %s (%s): ", j->line_numbers[i],
+                input->label ? "refusal" : "no refusal", j->verdicts[i].refusal ? "refusal" : "no refusal",
+                j->verdicts[i].reason);
+        print_excerpt(input->has_tool_call && !*input->text ? "(a tool call)" : input->text);
+        fputc('\n', stderr);
+    }
+}
+
+static void print_totals(const char *judge_name, const struct al_judge_tally *tally, const struct judged *j)
 {
     fprintf(stderr, "judge %s: %ld responses, %ld refusals (%.1f%%)\n", judge_name, tally->count, tally->refusals,
             tally->count ? 100.0 * (double)tally->refusals / (double)tally->count : 0.0);
@@ -56,12 +113,14 @@ static void print_totals(const char *judge_name, const struct al_judge_tally *ta
             tally->labelled, 100.0 * al_judge_tally_accuracy(tally), 100.0 * al_judge_tally_precision(tally),
             100.0 * al_judge_tally_recall(tally), tally->true_positive, tally->false_positive, tally->true_negative,
             tally->false_negative);
+    print_confusion(tally);
     fprintf(stderr, "misjudged lines:");
     if (tally->n_misjudged == 0)
         fprintf(stderr, " none");
     for (long i = 0; i < tally->n_misjudged; i++)
         fprintf(stderr, "%s %ld", i ? "," : "", tally->misjudged_lines[i]);
     fprintf(stderr, "\n");
+    print_disagreements(j);
 }
 
 static bool is_blank(const char *line)
@@ -72,30 +131,30 @@ static bool is_blank(const char *line)
     return true;
 }
 
-static int judge_one_line(const struct al_judge *judge, const char *line, const char *path, long line_number,
-                          struct al_judge_tally *tally)
+static int keep_line(struct judged *j, const char *line, const char *path, long line_number)
 {
-    struct al_judge_input input;
-    struct al_verdict verdict;
-    if (al_judge_input_from_line(&input, line, path, line_number) != 0)
+    if (j->count == j->capacity) {
+        int capacity = j->capacity ? 2 * j->capacity : 256;
+        struct al_judge_input *inputs = realloc(j->inputs, (size_t)capacity * sizeof *inputs);
+        if (inputs)
+            j->inputs = inputs;
+        long *lines = inputs ? realloc(j->line_numbers, (size_t)capacity * sizeof *lines) : NULL;
+        if (!lines)
+            return al_fail("out of memory reading %s", path);
+        j->line_numbers = lines;
+        j->capacity = capacity;
+    }
+    if (al_judge_input_from_line(&j->inputs[j->count], line, path, line_number) != 0)
         return -1;
-    int status = al_judge_response(judge, input.text, input.has_tool_call, &verdict);
-    if (status != 0)
-        al_error_context("%s: line %ld", path, line_number);
-    if (status == 0)
-        status = print_verdict(&verdict);
-    if (status == 0)
-        status = al_judge_tally_add(tally, &input, &verdict, line_number);
-    al_judge_input_free(&input);
-    return status;
+    j->line_numbers[j->count++] = line_number;
+    return 0;
 }
 
-static int judge_file(const struct al_judge *judge, const char *path)
+static int read_lines(struct judged *j, const char *path)
 {
     FILE *file = fopen(path, "r");
     if (!file)
         return al_fail_errno("cannot open %s", path);
-    struct al_judge_tally tally = {0};
     char *line = NULL;
     size_t capacity = 0;
     long line_number = 0;
@@ -103,13 +162,51 @@ static int judge_file(const struct al_judge *judge, const char *path)
     while (status == 0 && getline(&line, &capacity, file) != -1) {
         line_number++;
         if (!is_blank(line))
-            status = judge_one_line(judge, line, path, line_number, &tally);
+            status = keep_line(j, line, path, line_number);
     }
     free(line);
     fclose(file);
+    return status;
+}
+
+/* Judges every line in one batch (the learned judge and keywords-v1 run in parallel). */
+static int judge_lines(const struct al_judge *judge, struct judged *j)
+{
+    const char **texts = malloc((size_t)(j->count ? j->count : 1) * sizeof *texts);
+    bool *tool_calls = malloc((size_t)(j->count ? j->count : 1) * sizeof *tool_calls);
+    j->verdicts = calloc((size_t)(j->count ? j->count : 1), sizeof *j->verdicts);
+    int status = texts && tool_calls && j->verdicts ? 0 : al_fail("out of memory");
+    for (int i = 0; i < j->count && status == 0; i++) {
+        texts[i] = j->inputs[i].text;
+        tool_calls[i] = j->inputs[i].has_tool_call;
+    }
+    if (status == 0)
+        status = al_judge_responses(judge, j->count, texts, tool_calls, j->verdicts);
+    free(texts);
+    free(tool_calls);
+    return status;
+}
+
+static int judge_file(const struct al_judge *judge, const char *path)
+{
+    struct judged j = {0};
+    struct al_judge_tally tally = {0};
+    int status = read_lines(&j, path);
+    if (status == 0)
+        status = judge_lines(judge, &j);
+    for (int i = 0; i < j.count && status == 0; i++) {
+        status = print_verdict(&j.verdicts[i]);
+        if (status == 0)
+            status = al_judge_tally_add(&tally, &j.inputs[i], &j.verdicts[i], j.line_numbers[i]);
+    }
     fflush(stdout);
     if (status == 0)
-        print_totals(judge->name, &tally);
+        print_totals(judge->name, &tally, &j);
+    for (int i = 0; i < j.count; i++)
+        al_judge_input_free(&j.inputs[i]);
+    free(j.inputs);
+    free(j.verdicts);
+    free(j.line_numbers);
     al_judge_tally_free(&tally);
     return status;
 }

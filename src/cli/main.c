@@ -13,6 +13,7 @@ static const struct al_command commands[] = {
     {"logits", "print (and save) a model's logits for given token ids", al_cmd_logits},
     {"data", "inspect a data file as the model will be trained on it", al_cmd_data},
     {"judge", "judge responses for refusal (checks the judge against labelled lines)", al_cmd_judge},
+    {"judge-train", "train the learned refusal judge from labelled responses (make judge)", al_cmd_judge_train},
     {"eval", "generate, judge and score a model (and adapters, with or without a PING prefix) on data", al_cmd_eval},
     {"ping-search", "score and rank PING prefixes, and let the model propose better ones", al_cmd_ping_search},
     {"generate", "generate a model's reply to a prompt or to data records", al_cmd_generate},

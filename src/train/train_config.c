@@ -95,8 +95,8 @@ static const struct al_train_config_key keys[] = {
             "helpfulness; 0: off"),
     INT_KEY(NULL, gen_eval_items, "8", FREE, "eval items per split (harmful, benign) generated each time"),
     INT_KEY(NULL, gen_eval_max_new_tokens, "64", FREE, "longest generated response in the generation eval"),
-    TEXT_KEY(NULL, gen_eval_judge, "keywords-v1", FREE,
-             "refusal judge of the generation eval: keywords-v1, or model (with gen_eval_judge_model)"),
+    TEXT_KEY(NULL, gen_eval_judge, "auto", FREE,
+             "refusal judge of the generation eval: auto (learned-v1 where its weights are found, else keywords-v1), learned-v1, keywords-v1, or model (with gen_eval_judge_model)"),
     TEXT_KEY(NULL, gen_eval_judge_model, "", FREE,
              "chat model folder that judges refusals instead (its yes/no answer; judge name model:<folder>); its "
              "chat format is recognised from the folder, or is chat_format when it is the trained model"),

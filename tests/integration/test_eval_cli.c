@@ -75,7 +75,7 @@ Test(eval_cli, prefix_runs_without_and_with_it_side_by_side)
     assert_contains(out, "== base model, no prefix (5 items)");
     assert_contains(out, "== base model, prefix 1 [prefix: \"" PREFIX "\"] (5 items)");
     assert_contains(out, "== A: base model, no prefix\n== B: base model, prefix 1");
-    assert_contains(out, "refusals judged by keywords-v1 (A) and keywords-v1 (B)");
+    assert_contains(out, "refusals judged by learned-v1 (A) and learned-v1 (B)");
     assert_contains(out, "harmful  (all)");
     assert_contains(out, "benign   (all)");
     assert_contains(out, "combined score (of 200): A ");
@@ -83,13 +83,13 @@ Test(eval_cli, prefix_runs_without_and_with_it_side_by_side)
     char *report_text = read_text(reports, "report.json");
     cJSON *report = cJSON_Parse(report_text);
     cr_assert_not_null(report, "report.json does not parse:\n%s", report_text);
-    cr_expect_str_eq(cJSON_GetObjectItem(report, "judge")->valuestring, "keywords-v1");
+    cr_expect_str_eq(cJSON_GetObjectItem(report, "judge")->valuestring, "learned-v1");
     cJSON *list = cJSON_GetObjectItem(report, "reports");
     cr_assert_eq(cJSON_GetArraySize(list), 2);
     cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(list, 0), "prefix")->valuestring, "");
     cr_expect_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(list, 1), "prefix")->valuestring, PREFIX);
     cJSON *aggregate = cJSON_GetObjectItem(cJSON_GetArrayItem(list, 1), "aggregate");
-    cr_expect_str_eq(cJSON_GetObjectItem(aggregate, "judge")->valuestring, "keywords-v1");
+    cr_expect_str_eq(cJSON_GetObjectItem(aggregate, "judge")->valuestring, "learned-v1");
     int n = cJSON_GetObjectItem(cJSON_GetObjectItem(aggregate, "harmful"), "n")->valueint +
             cJSON_GetObjectItem(cJSON_GetObjectItem(aggregate, "benign"), "n")->valueint;
     cr_expect_eq(n, N_LIMIT);
@@ -108,7 +108,7 @@ Test(eval_cli, prefix_runs_without_and_with_it_side_by_side)
         prefixed += strcmp(prefix, PREFIX) == 0;
         /* The prefix alone would be judged a refusal; the random completions are not. */
         cJSON *verdict = cJSON_GetObjectItem(sample, "verdict");
-        cr_expect_str_eq(cJSON_GetObjectItem(verdict, "judge")->valuestring, "keywords-v1");
+        cr_expect_str_eq(cJSON_GetObjectItem(verdict, "judge")->valuestring, "learned-v1");
         cr_expect(cJSON_GetObjectItem(sample, "record") && cJSON_GetObjectItem(sample, "category") &&
                   cJSON_GetObjectItem(sample, "score") && cJSON_GetObjectItem(sample, "tool_calls") &&
                   cJSON_GetObjectItem(sample, "run"));

@@ -28,7 +28,7 @@ Test(judge_cli, one_verdict_per_line_and_totals)
         "{\"city\": \"Oslo\"}}}]}], \"label\": false}\n"
         "{\"text\": \"Here's how to safely dispose of batteries.\", \"label\": true}\n");
     char *output = NULL;
-    int status = test_run_cli(&output, "judge", input, NULL);
+    int status = test_run_cli(&output, "judge", input, "--judge", "keywords-v1", NULL);
     cr_assert_eq(status, 0, "%s", output);
     /* stdout comes first (flushed before the totals), one object per non-blank line */
     cJSON *first = test_output_json_line(output, 0), *second = test_output_json_line(output, 1), *third = test_output_json_line(output, 2);
@@ -65,7 +65,7 @@ Test(judge_cli, bad_lines_name_the_file_and_line)
 {
     char *input = write_input("{\"text\": \"fine\"}\n{\"text\": \"broken\"\n");
     char *output = NULL;
-    int status = test_run_cli(&output, "judge", input, NULL);
+    int status = test_run_cli(&output, "judge", input, "--judge", "keywords-v1", NULL);
     cr_assert_eq(status, 1, "%s", output);
     cr_assert(strstr(output, "responses.jsonl: line 2: not valid JSON"), "%s", output);
     free(output);

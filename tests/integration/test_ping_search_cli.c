@@ -37,7 +37,7 @@ Test(ping_search_cli, scores_ranks_and_writes_the_best_prefixes)
     cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
     cr_expect(strstr(out, "round 1: the model proposed "), "%s", out);
     cr_expect(strstr(out, "round 2: the model proposed "), "%s", out);
-    cr_expect(strstr(out, "judged by keywords-v1 without the prefix"), "%s", out);
+    cr_expect(strstr(out, "judged by learned-v1 without the prefix"), "%s", out);
     cr_expect(strstr(out, "rank   score  refusal  helpful round  prefix\n   1 "), "%s", out);
     cr_expect(strstr(out, "wrote the best 3 prefixes to "), "%s", out);
 

@@ -77,7 +77,7 @@ static int gen_eval_steps(const struct gen_run *r, const char *name, int *steps,
         cJSON *record = cJSON_Parse(line);
         cr_assert_not_null(record, "metrics line does not parse: %s", line);
         if (strcmp(cJSON_GetObjectItem(record, "kind")->valuestring, "gen_eval") == 0 && n < capacity) {
-            cr_expect_str_eq(cJSON_GetObjectItem(record, "judge")->valuestring, "keywords-v1");
+            cr_expect_str_eq(cJSON_GetObjectItem(record, "judge")->valuestring, "learned-v1");
             cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(record, "harmful_refusal_rate")));
             cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(record, "benign_helpfulness")));
             cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(record, "combined_score")));
@@ -120,7 +120,7 @@ Test(train_gen_eval, measures_at_step_0_and_every_n_steps_and_warns)
     cr_expect(strstr(output, "training finished"), "warn does not stop the run:\n%s", output);
     /* keep_last 1 keeps the newest checkpoint and the best one. */
     char *best = named_checkpoint(output, "best checkpoint by combined score (harmful refusal rate + benign "
-                                          "helpfulness, judge keywords-v1): ");
+                                          "helpfulness, judge learned-v1): ");
     cr_expect_eq(al_checkpoint_verify(best), 0, "the best checkpoint %s is kept and intact", best);
     char *last = run_file(&r, "warn", "checkpoint-4");
     cr_expect(al_dir_exists(last), "the newest checkpoint is kept");

@@ -154,7 +154,7 @@ Test(evaluate, a_prefix_that_refuses_is_not_the_models_refusal)
         cr_assert_eq(al_judge_response(al_judge_keywords_v1(), report.items[i].completion,
                                        report.items[i].calls.n_calls > 0, &alone), 0);
         cr_expect_eq(report.items[i].verdict.refusal, alone.refusal, "item %d is judged on its completion", i);
-        cr_expect_str_eq(report.items[i].verdict.judge, AL_JUDGE_DEFAULT_NAME);
+        cr_expect_str_eq(report.items[i].verdict.judge, AL_JUDGE_KEYWORDS_NAME);
     }
     al_eval_report_free(&report);
     fixture_close(&f);
@@ -210,7 +210,7 @@ Test(evaluate, writes_a_report_and_samples_that_parse)
     cr_assert_eq(al_eval_samples_write_jsonl(reports, 2, samples_path), 0, "%s", al_error_message());
 
     cJSON *report = parse_file(report_path);
-    cr_expect_str_eq(cJSON_GetObjectItem(report, "judge")->valuestring, AL_JUDGE_DEFAULT_NAME);
+    cr_expect_str_eq(cJSON_GetObjectItem(report, "judge")->valuestring, AL_JUDGE_KEYWORDS_NAME);
     cJSON *list = cJSON_GetObjectItem(report, "reports");
     cr_assert_eq(cJSON_GetArraySize(list), 2);
     cJSON *second = cJSON_GetArrayItem(list, 1);
@@ -236,7 +236,7 @@ Test(evaluate, writes_a_report_and_samples_that_parse)
         cr_expect_str_eq(cJSON_GetObjectItem(sample, "prefix")->valuestring, item->prefix);
         cr_expect_str_eq(cJSON_GetObjectItem(sample, "label")->valuestring, item->harmful ? "harmful" : "benign");
         cJSON *verdict = cJSON_GetObjectItem(sample, "verdict");
-        cr_expect_str_eq(cJSON_GetObjectItem(verdict, "judge")->valuestring, AL_JUDGE_DEFAULT_NAME);
+        cr_expect_str_eq(cJSON_GetObjectItem(verdict, "judge")->valuestring, AL_JUDGE_KEYWORDS_NAME);
         cr_expect(cJSON_IsArray(cJSON_GetObjectItem(sample, "tool_calls")));
         cr_expect(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(sample, "score"), "score")));
         cJSON_Delete(sample);
