@@ -185,7 +185,7 @@ struct decode_tensors {
 static int run_kv_cache_write(struct bench *b, void *s)
 {
     struct decode_tensors *t = s;
-    return b->gpu->ops->kv_cache_write(b->gpu, &t->cache, t->k_new, t->v_new, t->seq, t->pos, 0, DECODE_SEQUENCES,
+    return b->gpu->ops->kv_cache_write(b->gpu, &t->cache, t->k_new, t->v_new, t->seq, t->pos, DECODE_SEQUENCES,
                                        KV_HEADS, HEAD_DIM);
 }
 
