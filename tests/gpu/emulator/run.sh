@@ -15,7 +15,7 @@ E=tests/gpu/emulator
 CUDA_INCLUDE=${CUDA_HOME:-/usr/local/cuda}/include
 mkdir -p $B/gen $B/obj
 CXXFLAGS="-std=c++17 -O1 -g -w -pthread -I$E -Iinclude -Isrc -Ikernels -I$CUDA_INCLUDE -DAL_HAVE_CUDA=1"
-CFLAGS="-std=gnu11 -O1 -g -fopenmp -Iinclude -Isrc -Itests/support $(pkg-config --cflags criterion libcjson openblas) \
+CFLAGS="-std=gnu11 -O1 -g -fopenmp -Iinclude -Isrc -Itests/support $(pkg-config --cflags criterion libcjson openblas libutf8proc) \
         -D_GNU_SOURCE -DAL_HAVE_CUDA=1"
 
 compile() { # source object compiler flags...
@@ -42,13 +42,15 @@ for f in $E/emu_runtime.cc $E/emu_fake_runtime.cc $E/emu_gemm.cc; do
   compile "$f" $B/obj/$(basename "$f" .cc).o g++ $CXXFLAGS & pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-# src/model for the decoder test (test_gpu_decoder.c): the model code is plain C over the ops.
-for f in src/core/*.c src/model/*.c src/backend/backend.c src/backend/cpu/*.c tests/support/test_support.c tests/gpu/*.c; do
+# src/model for the decoder test (test_gpu_decoder.c): the model code is plain C over the ops;
+# src/tokenizer because GGUF conversion checks the tokenizer it writes.
+compile src/tokenizer/sentencepiece_wrapper.cc $B/obj/sentencepiece_wrapper.o g++ $CXXFLAGS $(pkg-config --cflags sentencepiece)
+for f in src/core/*.c src/model/*.c src/tokenizer/*.c src/data/*.c src/backend/backend.c src/backend/cpu/*.c tests/support/test_support.c tests/gpu/*.c; do
   compile "$f" $B/obj/c_$(echo "$f" | tr / _).o gcc $CFLAGS
 done
 g++ $CXXFLAGS -o $B/arena_check $E/arena_check.cc $B/obj/cuda_arena.o $B/obj/cuda_check.o \
   $B/obj/emu_fake_runtime.o $B/obj/c_src_core_error.c.o
 $B/arena_check
 g++ -pthread -fopenmp -o $B/test_gpu_emulated $B/obj/*.o \
-  $(pkg-config --libs libcjson sentencepiece libpcre2-8 openblas criterion) -lm
+  $(pkg-config --libs libcjson sentencepiece libpcre2-8 libutf8proc openblas criterion) -lm
 AL_CUDA_ARENA_MB=64 OMP_NUM_THREADS=2 $B/test_gpu_emulated "$@"
