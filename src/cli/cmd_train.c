@@ -12,7 +12,9 @@ static const char *const usage_line =
     "Trains a LoRA adapter. Every key below can be set in the JSON config and overridden on the\n"
     "command line (--key value or --key=value; '-' and '_' are interchangeable). Checkpoints,\n"
     "metrics.jsonl and TensorBoard events go to <output_dir>/<run_name>/; --resume auto continues a\n"
-    "killed run exactly where its last checkpoint left it.";
+    "killed run exactly where its last checkpoint left it. Ctrl-C (or SIGTERM) finishes the step in\n"
+    "progress, writes a checkpoint, names it and exits with 130 (143 for SIGTERM); a second Ctrl-C\n"
+    "stops at once.";
 
 /* A GGUF model file trains through the folder it converts into, which is what the run
  * records (and what a resumed run, given the same file, resolves to again). */
@@ -56,5 +58,7 @@ int al_cmd_train(int argc, char **argv)
     fputs(text ? text : "", stdout);
     free(text);
     al_trainer_summary_free(&summary);
-    return AL_EXIT_OK;
+    /* Stopped by Ctrl-C or SIGTERM after writing a checkpoint: 128 + the signal, as a
+     * shell reports a process the signal ended (130, 143), so scripts see it stopped early. */
+    return summary.interrupted_by ? 128 + summary.interrupted_by : AL_EXIT_OK;
 }
