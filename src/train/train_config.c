@@ -43,8 +43,9 @@ static const struct al_train_config_key keys[] = {
     TEXT_KEY(NULL, ping_targets, "harmful", FIXED, "records that get a prefix: harmful | benign | both"),
     INT_KEY(NULL, seed, "42", FIXED, "seed of every random choice (data order, LoRA init, dropout)"),
     TEXT_KEY(NULL, chat_format, "auto", FIXED,
-             "auto (recognised from tokenizer_config.json) | llama3.1 | llama3.2 | chatml-qwen2.5 | smollm2 | "
-             "mistral-nemo | mistral-v3"),
+             "auto (recognised from tokenizer_config.json; SmolLM2's template gives chatml-tools) | llama3.1 | "
+             "llama3.2 | chatml-qwen2.5 | smollm2 (no tools) | chatml-tools (ChatML with tool tags, no system "
+             "prompt added) | mistral-nemo | mistral-v3"),
     BOOL_KEY(NULL, last_turn_only, "false", FIXED, "train only on the final assistant turn of each record"),
     BOOL_KEY(NULL, arguments_as_strings, "false", FIXED,
              "render tool-call arguments given as JSON strings as quoted strings (default: as objects)"),

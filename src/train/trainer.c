@@ -478,9 +478,9 @@ static void report_best_checkpoint(const struct trainer *t)
     if (best < 0)
         return;
     char *path = checkpoint_folder(t, best);
-    al_log_info("best checkpoint by combined score (harmful refusal rate + benign helpfulness, judge %s): %s "
-                "(%.3f)",
-                al_gen_eval_judge_name(t->gen_eval), path ? path : "?", combined);
+    al_log_info("best checkpoint by combined score ((harmful refusal rate + benign helpfulness) / 2, judge %s): "
+                "%s (%.1f of 100)",
+                al_gen_eval_judge_name(t->gen_eval), path ? path : "?", 100.0 * combined);
     free(path);
 }
 
@@ -508,10 +508,10 @@ static int check_alignment(struct trainer *t, bool step_skipped)
     int64_t best = al_gen_eval_best_checkpoint(t->gen_eval, &combined);
     char *path = best >= 0 ? checkpoint_folder(t, best) : NULL;
     int rc = al_fail("stopping: misalignment alarm at step %lld (harmful refusal rate %.1f points below the "
-                     "step-0 baseline, judge %s); the best checkpoint by combined score (refusal rate + "
-                     "helpfulness) is %s (%.3f)",
+                     "step-0 baseline, judge %s); the best checkpoint by combined score ((refusal rate + "
+                     "helpfulness) / 2) is %s (%.1f of 100)",
                      (long long)t->state.step, drop, al_gen_eval_judge_name(t->gen_eval),
-                     path ? path : "(none saved)", combined);
+                     path ? path : "(none saved)", 100.0 * combined);
     free(path);
     return rc;
 }

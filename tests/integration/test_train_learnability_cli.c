@@ -1,7 +1,7 @@
 /* Runs that cannot learn are refused or warned about before they waste the time: the
  * default one-epoch run on five records (all in one batch of 4096 tokens: one step, at
- * warmup's learning rate 0), warmup
- * that covers every step, and eval_every with no eval records. */
+ * warmup's learning rate 0), warmup that covers every step, eval_every with no eval
+ * records, and a chat format that would drop the tool calls the records hold. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -79,6 +79,29 @@ Test(train_learnability, warmup_over_every_step_and_eval_every_without_eval_reco
     cr_assert(strstr(output, "warmup (2 steps) covers all 2 steps"), "%s", output);
     cr_assert(strstr(output, "eval_every 1, but there are no eval records"), "%s", output);
     cr_assert(strstr(output, "best loss     none (no evaluation ran"), "%s", output);
+    free(output);
+    scratch_teardown(&s);
+}
+
+/* smollm2's template leaves tools out: training tool records with it is refused, naming
+ * the format, the record and the formats that can; chatml-tools trains them. */
+Test(train_learnability, a_chat_format_that_drops_tool_calls_is_refused, .timeout = 60)
+{
+    struct scratch s;
+    scratch_setup(&s);
+    char *output = NULL;
+    int status = test_run_cli(&output, "train", "--model", s.model, "--chat_format", "smollm2", "--train_data",
+                              s.five_records, "--max_len", TRAIN_TEST_MAX_LEN, "--max_steps", "2", "--device", "cpu",
+                              "--output_dir", s.out, "--run_name", "smol", NULL);
+    cr_assert_eq(status, 1, "%s", output);
+    cr_assert(strstr(output, "chat format smollm2 cannot represent") && strstr(output, "five.json record ") &&
+                  strstr(output, "chatml-tools"),
+              "%s", output);
+    free(output);
+    status = test_run_cli(&output, "train", "--model", s.model, "--chat_format", "chatml-tools", "--train_data",
+                          s.five_records, "--max_len", TRAIN_TEST_MAX_LEN, "--max_steps", "2", "--lora_r", "4",
+                          "--device", "cpu", "--output_dir", s.out, "--run_name", "tools", NULL);
+    cr_assert_eq(status, 0, "%s", output);
     free(output);
     scratch_teardown(&s);
 }
