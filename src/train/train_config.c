@@ -13,6 +13,7 @@
 #include "agentlora/chat_template.h"
 #include "agentlora/error.h"
 #include "agentlora/file.h"
+#include "train_config_hints.h"
 
 /* Integers must survive a round trip through a JSON number (a double). */
 #define LARGEST_EXACT_INTEGER 9007199254740992.0 /* 2^53 */
@@ -225,7 +226,7 @@ void al_train_config_defaults(struct al_train_config *config)
 
 static int unknown_key(const char *name)
 {
-    return al_fail("unknown key '%s' (agentlora train --help lists the keys)", name);
+    return al_train_config_unknown_key(name);
 }
 
 int al_train_config_set(struct al_train_config *config, const char *name, const char *value)
@@ -298,6 +299,8 @@ int al_train_config_apply_json(struct al_train_config *config, const cJSON *json
 
 int al_train_config_load_file(struct al_train_config *config, const char *path)
 {
+    if (al_train_config_refuse_yaml(path) != 0)
+        return -1;
     cJSON *json = al_json_load_file(path);
     if (!json)
         return -1;

@@ -24,6 +24,7 @@
 #include "gen_eval.h"
 #include "interrupt.h"
 #include "learnability.h"
+#include "train_config_hints.h"
 
 struct trainer {
     struct al_train_config config;
@@ -227,6 +228,8 @@ static int check_learnable(const struct trainer *t)
 static int set_up(struct trainer *t)
 {
     t->last_checkpoint_step = -1;
+    if (al_train_config_refuse_hub_id("model", t->config.model) != 0)
+        return -1;
     t->run_dir = al_run_dir(&t->config);
     if (!t->run_dir || al_mkdirs(t->run_dir) != 0)
         return -1;
