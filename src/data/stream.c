@@ -223,6 +223,15 @@ int al_data_stream_next(struct al_data_stream *s, struct al_packed_batch *batch)
     }
     /* Terminates: counting the epoch at open proved that some record can be used. */
     for (;;) {
+        /* An epoch's last batch ends with it (and may be partial): an epoch is every
+         * record used once, and epoch e's batches are what counting epoch 0 counted. */
+        if (s->sampler.cursor.position >= s->sampler.n) {
+            int taken = al_packer_take(s->packer, batch);
+            if (taken != 0) {
+                s->next_batch_start = s->sampler.cursor;
+                return taken == 1 ? 1 : -1;
+            }
+        }
         struct al_data_cursor before = s->sampler.cursor;
         int index;
         if (al_sampler_next(&s->sampler, &index) != 0)

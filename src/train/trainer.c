@@ -620,15 +620,20 @@ static void describe_start(const struct trainer *t)
     int train_records, eval_records;
     al_data_stream_counts(t->stream, &train_records, &eval_records);
     char *summary = al_load_summary_format(al_data_stream_summary(t->stream));
-    al_log_info("run %s: %s on %s, %d training records (%lld batches per epoch), %d eval records",
-                t->run_dir, t->config.model, t->backend->name, train_records,
-                (long long)al_data_stream_batches_per_epoch(t->stream), eval_records);
+    int64_t batches = al_data_stream_batches_per_epoch(t->stream);
+    al_log_info("run %s: %s on %s, %d training records, %d eval records; an epoch uses each training record once: "
+                "%lld batch%s of up to %lld row%s of %lld tokens",
+                t->run_dir, t->config.model, t->backend->name, train_records, eval_records, (long long)batches,
+                batches == 1 ? "" : "es", (long long)t->config.micro_batch_rows,
+                t->config.micro_batch_rows == 1 ? "" : "s", (long long)t->config.max_len);
     if (summary)
         al_log_info("%s", summary);
     free(summary);
-    al_log_info("LoRA r=%d alpha=%g on %lld parameters; %lld steps%s", t->lora->config.rank, t->lora->config.alpha,
-                (long long)t->lora->num_params, (long long)t->total_steps,
-                t->resuming ? " (resumed)" : "");
+    double epochs = (double)t->total_steps * (double)t->config.gradient_accumulation / (double)batches;
+    al_log_info("LoRA r=%d alpha=%g on %lld parameters; %lld steps of %lld batch%s = %.2f epochs%s",
+                t->lora->config.rank, t->lora->config.alpha, (long long)t->lora->num_params,
+                (long long)t->total_steps, (long long)t->config.gradient_accumulation,
+                t->config.gradient_accumulation == 1 ? "" : "es", epochs, t->resuming ? " (resumed)" : "");
 }
 
 int al_train(const struct al_train_config *config, struct al_run_summary *summary)

@@ -105,3 +105,40 @@ Test(train_learnability, a_chat_format_that_drops_tool_calls_is_refused, .timeou
     free(output);
     scratch_teardown(&s);
 }
+
+/* An epoch is every training record used once: with all of them in one batch, each step
+ * trains exactly the epoch's tokens (not records of the next epoch packed into the same
+ * batch), and the header says how many epochs the steps make. */
+Test(train_learnability, an_epoch_uses_each_record_once, .timeout = 60)
+{
+    struct scratch s;
+    scratch_setup(&s);
+    char *output = NULL;
+    int status = test_run_cli(&output, COMMON_ARGS(s), "--train_data", s.five_records, "--run_name", "epochs",
+                              "--max_len", "4096", "--epochs", "3", "--warmup_ratio", "0", NULL);
+    cr_assert_eq(status, 0, "%s", output);
+    cr_assert(strstr(output, "an epoch uses each training record once: 1 batch of") &&
+                  strstr(output, "3 steps of 1 batch = 3.00 epochs"),
+              "%s", output);
+    const char *summary = strstr(output, "tokens: ");
+    cr_assert_not_null(summary, "%s", output);
+    long epoch_tokens = atol(summary + strlen("tokens: "));
+    char *metrics_path = al_strdup_printf("%s/epochs/metrics.jsonl", s.out);
+    char *metrics = al_file_read_all(metrics_path, NULL);
+    cr_assert_not_null(metrics);
+    int steps = 0;
+    for (char *line = strtok(metrics, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *record = cJSON_Parse(line);
+        if (strcmp(cJSON_GetObjectItem(record, "kind")->valuestring, "train") == 0) {
+            cr_expect_eq((long)cJSON_GetObjectItem(record, "tokens")->valuedouble, epoch_tokens,
+                         "step %d trains more or less than one epoch", steps + 1);
+            steps++;
+        }
+        cJSON_Delete(record);
+    }
+    cr_assert_eq(steps, 3);
+    free(metrics);
+    free(metrics_path);
+    free(output);
+    scratch_teardown(&s);
+}
