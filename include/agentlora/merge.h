@@ -4,6 +4,7 @@
 #ifndef AGENTLORA_MERGE_H
 #define AGENTLORA_MERGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agentlora/dtype.h"
@@ -24,5 +25,10 @@ int al_merge_lora_weight(void *weight, enum al_dtype dtype, int64_t out, int64_t
  * tokenizer files copied unchanged. A single tensor larger than the limit gets a shard
  * of its own. */
 int al_merge_model(const char *model_dir, const char *adapter_dir, const char *out_dir, uint64_t max_shard_bytes);
+
+/* 0 when out_dir is free for a merge: missing, or an empty folder, or anything when
+ * overwrite is set (the merge then replaces the files it writes); else -1 saying what is
+ * there and that --overwrite replaces it. */
+int al_merge_check_target(const char *out_dir, bool overwrite);
 
 #endif

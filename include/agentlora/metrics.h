@@ -64,16 +64,25 @@ void al_format_duration(char *out, size_t size, double seconds);
 
 struct al_run_summary {
     int64_t steps;
+    int64_t total_steps;      /* the steps the run was planned for */
+    int64_t session_steps;    /* steps this process trained (fewer than steps after a resume) */
+    int64_t updates_applied;  /* of those, steps with a finite update at a non-zero learning rate */
     int64_t tokens;
     double seconds;
-    double final_loss;
-    double best_loss;
-    int64_t best_step;
+    double final_loss;        /* the last step's training loss */
+    double best_loss;         /* the lowest evaluation loss; NAN when nothing was evaluated */
+    int64_t best_step;        /* the step that evaluation was made at */
     int64_t skipped_steps;    /* non-finite gradients */
+    int interrupted_by;       /* SIGINT or SIGTERM when the run stopped early on a signal, else 0 */
     const char *adapter_path; /* the final checkpoint (a PEFT adapter folder) */
 };
 
-/* The multi-line end-of-run summary; the caller frees. */
+/* The lowest value of metric `name` among the records of `kind` in run_dir/metrics.jsonl,
+ * and their step. 1: found; 0: no such record (or no file); -1: error. */
+int al_metrics_lowest(const char *run_dir, const char *kind, const char *name, double *value, int64_t *step);
+
+/* The multi-line end-of-run summary ("training finished", or "training interrupted" with
+ * the step it stopped at); the caller frees. */
 char *al_run_summary_format(const struct al_run_summary *summary);
 
 /* ---- the TensorBoard event file on its own ----

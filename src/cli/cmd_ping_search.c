@@ -1,5 +1,5 @@
-/* agentlora ping-search: score PING prefix candidates (harmful refusal rate + benign
- * helpfulness, judged without the prefix), rank them, optionally let the loaded model
+/* agentlora ping-search: score PING prefix candidates ((harmful refusal rate + benign
+ * helpfulness) / 2, judged without the prefix), rank them, optionally let the loaded model
  * propose new candidates round after round from a meta prompt showing the top 3, print
  * the ranking and write the best prefixes as a JSON list that train and eval accept. */
 #include <cjson/cJSON.h>
@@ -42,8 +42,8 @@ static void usage(FILE *out)
             "usage: agentlora ping-search --model DIR --harmful F --benign F --candidates F [options]\n\n"
             "Scores every candidate prefix: the model answers the harmful and the benign records with the\n"
             "prefix forced at the start of its reply; the completion without the prefix is judged and\n"
-            "scored; a candidate's score is the harmful refusal rate plus the benign helpfulness (each in\n"
-            "[0, 1]; printed in percent). With --rounds R the model then proposes --propose K new\n"
+            "scored; a candidate's score is the mean of the harmful refusal rate and the benign helpfulness\n"
+            "((refusal + helpfulness) / 2, printed in percent, as every combined score). With --rounds R the model then proposes --propose K new\n"
             "candidates per round from a meta prompt showing the top %d with their scores (sampled), and\n"
             "each is scored in turn. Prints the ranking and writes the best %d prefixes as a JSON list\n"
             "(the format of train's ping_prefixes and eval's --ping-prefixes).\n\n"

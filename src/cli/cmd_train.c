@@ -15,7 +15,9 @@ static const char *const usage_line =
     "killed run exactly where its last checkpoint left it. One run at a time per folder (a second\n"
     "one is refused, naming the holder); a fresh run into a folder with checkpoints is refused\n"
     "unless --overwrite is given. A non-finite gradient warning names the batch (EPOCH:POSITION)\n"
-    "and its records; --skip_batches leaves such batches out on resume.";
+    "and its records; --skip_batches leaves such batches out on resume. Ctrl-C (or SIGTERM)\n"
+    "finishes the step in progress, writes a checkpoint, names it and exits with 130 (143 for\n"
+    "SIGTERM); a second Ctrl-C stops at once.";
 
 /* A GGUF model file trains through the folder it converts into, which is what the run
  * records (and what a resumed run, given the same file, resolves to again). */
@@ -59,5 +61,7 @@ int al_cmd_train(int argc, char **argv)
     fputs(text ? text : "", stdout);
     free(text);
     al_trainer_summary_free(&summary);
-    return AL_EXIT_OK;
+    /* Stopped by Ctrl-C or SIGTERM after writing a checkpoint: 128 + the signal, as a
+     * shell reports a process the signal ended (130, 143), so scripts see it stopped early. */
+    return summary.interrupted_by ? 128 + summary.interrupted_by : AL_EXIT_OK;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_blas_core.h"
+#include "agentlora/version.h"
 #include "cli/cli.h"
 
 static const struct al_command commands[] = {
@@ -26,8 +27,19 @@ static void print_usage(FILE *out)
     fprintf(out, "usage: agentlora <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n'agentlora <command> --help' describes a command's options.\n"
+    fprintf(out, "\n'agentlora <command> --help' describes a command's options; 'agentlora --version' prints the release.\n"
                  "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n");
+}
+
+/* The release, and whether this binary can train on a GPU. */
+static void print_version(void)
+{
+#ifdef AL_HAVE_CUDA
+    const char *cuda = "built with the CUDA backend";
+#else
+    const char *cuda = "CPU backend only (built without nvcc)";
+#endif
+    printf("agentlora %s (%s)\n", AL_VERSION, cuda);
 }
 
 int main(int argc, char **argv)
@@ -39,6 +51,10 @@ int main(int argc, char **argv)
     if (argc < 2) {
         print_usage(stderr);
         return AL_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        print_version();
+        return AL_EXIT_OK;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         print_usage(stdout);

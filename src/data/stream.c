@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentlora/chat_template.h"
 #include "agentlora/error.h"
 #include "agentlora/log.h"
 
@@ -40,6 +41,13 @@ static int build_example(const struct al_data_stream *s, const struct al_dataset
     const struct al_record_entry *entry = &data->records[index];
     if (al_dataset_get(data, index, &conv) != 0)
         return -1;
+    /* Not a bad record but the wrong format for the data: stop, whatever strict_data says. */
+    if (al_chat_format_check_fits(s->options.example.format, &conv) != 0) {
+        al_error_context("%s record %ld%s%s (set chat_format)", data->file.path, entry->record_number,
+                         conv.id ? ", id " : "", conv.id ? conv.id : "");
+        al_conversation_free(&conv);
+        return -1;
+    }
     struct al_example_options options = s->options.example;
     options.ping_prefix = s->options.ping && s->options.ping->mode == AL_PING_TRAIN
                               ? al_ping_train_prefix(s->options.ping, conv.id, entry->record_number, conv.harmful)
@@ -221,6 +229,15 @@ int al_data_stream_next(struct al_data_stream *s, struct al_packed_batch *batch)
     }
     /* Terminates: counting the epoch at open proved that some record can be used. */
     for (;;) {
+        /* An epoch's last batch ends with it (and may be partial): an epoch is every
+         * record used once, and epoch e's batches are what counting epoch 0 counted. */
+        if (s->sampler.cursor.position >= s->sampler.n) {
+            int taken = al_packer_take(s->packer, batch);
+            if (taken != 0) {
+                s->next_batch_start = s->sampler.cursor;
+                return taken == 1 ? 1 : -1;
+            }
+        }
         struct al_data_cursor before = s->sampler.cursor;
         int index;
         if (al_sampler_next(&s->sampler, &index) != 0)

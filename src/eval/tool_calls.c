@@ -187,7 +187,8 @@ int al_parse_tool_calls(enum al_chat_format format, const char *text, struct al_
     case AL_CHAT_LLAMA31:
     case AL_CHAT_LLAMA32: status = parse_llama3(text, out); break;
     case AL_CHAT_CHATML_QWEN25:
-    case AL_CHAT_SMOLLM2: status = parse_chatml(text, out); break;
+    case AL_CHAT_SMOLLM2:
+    case AL_CHAT_CHATML_TOOLS: status = parse_chatml(text, out); break;
     case AL_CHAT_MISTRAL_NEMO:
     case AL_CHAT_MISTRAL_V3: status = parse_mistral(text, out); break;
     default: status = al_fail("tool-call parsing: unknown chat format %d", (int)format); break;

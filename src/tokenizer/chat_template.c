@@ -26,6 +26,7 @@ static const struct format_name format_names[] = {
     {"smollm2", AL_CHAT_SMOLLM2},
     {"mistral-nemo", AL_CHAT_MISTRAL_NEMO},
     {"mistral-v3", AL_CHAT_MISTRAL_V3},
+    {"chatml-tools", AL_CHAT_CHATML_TOOLS},
 };
 
 #define N_FORMAT_NAMES (sizeof format_names / sizeof format_names[0])
@@ -47,7 +48,7 @@ int al_chat_format_from_name(const char *name, enum al_chat_format *format)
         }
     }
     return al_fail("unknown chat format \"%s\" (known: llama3.1, llama3, llama3.2, chatml-qwen2.5, qwen2.5, "
-                   "smollm2, mistral-nemo, mistral-v3)",
+                   "smollm2, mistral-nemo, mistral-v3, chatml-tools)",
                    name);
 }
 
@@ -151,6 +152,7 @@ static int render_family(struct chat_builder *b, enum al_chat_format format, con
     case AL_CHAT_SMOLLM2: return chat_render_chatml(b, format, conv, options);
     case AL_CHAT_MISTRAL_NEMO: return chat_render_mistral_nemo(b, conv, options);
     case AL_CHAT_MISTRAL_V3: return chat_render_mistral_v3(b, conv, options);
+    case AL_CHAT_CHATML_TOOLS: return chat_render_chatml_tools(b, conv, options);
     }
     return al_fail("unknown chat format %d", (int)format);
 }
@@ -247,5 +249,7 @@ int al_chat_format_for_model(const char *model_dir, const char *forced_name, enu
     free(config);
     if (rc != 0)
         al_error_context("choose the chat format explicitly (--template, or chat_format in a training config)");
+    if (rc == 0 && *format == AL_CHAT_SMOLLM2)
+        *format = chat_format_for_smollm2_models(model_dir);
     return rc;
 }

@@ -48,6 +48,17 @@ static bool qwen_has_tools(const struct al_conversation *conv)
     return conv->tools && cJSON_GetArraySize(conv->tools) > 0;
 }
 
+void chat_chatml_append_tools(struct chat_builder *b, const struct al_conversation *conv, bool with_heading_gap)
+{
+    chat_append(b, with_heading_gap ? QWEN_TOOLS_INTRO : QWEN_TOOLS_INTRO + 2);
+    const cJSON *tool;
+    cJSON_ArrayForEach(tool, conv->tools) {
+        chat_append(b, "\n");
+        chat_append_json(b, tool, -1);
+    }
+    chat_append(b, QWEN_TOOLS_OUTRO);
+}
+
 static void append_qwen_system(struct chat_builder *b, const struct al_conversation *conv)
 {
     const struct al_message *first = &conv->messages[0];
@@ -59,13 +70,7 @@ static void append_qwen_system(struct chat_builder *b, const struct al_conversat
         chat_append(b, "\n");
         return;
     }
-    chat_append(b, QWEN_TOOLS_INTRO);
-    const cJSON *tool;
-    cJSON_ArrayForEach(tool, conv->tools) {
-        chat_append(b, "\n");
-        chat_append_json(b, tool, -1);
-    }
-    chat_append(b, QWEN_TOOLS_OUTRO);
+    chat_chatml_append_tools(b, conv, true);
 }
 
 /* The header is "<|im_start|>assistant"; the template then writes "\n" before the text
@@ -111,6 +116,11 @@ static void append_qwen_tool_result(struct chat_builder *b, const struct al_conv
 static void render_qwen(struct chat_builder *b, const struct al_conversation *conv)
 {
     append_qwen_system(b, conv);
+    chat_chatml_append_messages(b, conv);
+}
+
+void chat_chatml_append_messages(struct chat_builder *b, const struct al_conversation *conv)
+{
     for (int i = 0; i < conv->n_messages; i++) {
         const struct al_message *message = &conv->messages[i];
         switch (message->role) {

@@ -59,5 +59,18 @@ int chat_render_mistral_nemo(struct chat_builder *b, const struct al_conversatio
                              const struct al_chat_options *options);
 int chat_render_mistral_v3(struct chat_builder *b, const struct al_conversation *conv,
                            const struct al_chat_options *options);
+int chat_render_chatml_tools(struct chat_builder *b, const struct al_conversation *conv,
+                             const struct al_chat_options *options);
+
+/* Pieces of the Qwen2.5 ChatML renderer that chatml-tools shares: the tools section of the
+ * system turn (intro, one JSON line per tool, outro ending the turn; with_heading_gap false
+ * leaves out the blank lines that follow a system text), and every message after the
+ * system turn. */
+void chat_chatml_append_tools(struct chat_builder *b, const struct al_conversation *conv, bool with_heading_gap);
+void chat_chatml_append_messages(struct chat_builder *b, const struct al_conversation *conv);
+
+/* The format "auto" gives a model whose template is SmolLM2's (chatml-tools, said once
+ * on the log). */
+enum al_chat_format chat_format_for_smollm2_models(const char *model_dir);
 
 #endif

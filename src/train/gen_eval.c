@@ -305,10 +305,10 @@ static int log_measure(const struct al_gen_eval *eval, const struct al_aggregate
         {"ping_prefixed_items", prefixed_items},
     };
     al_log_info("generation eval at step %lld (judge %s%s): harmful refusal %.1f%% (baseline %.1f%%), benign "
-                "helpfulness %.1f%%, combined %.3f",
+                "helpfulness %.1f%%, combined (refusal + helpfulness) / 2 %.1f of 100",
                 (long long)m->step, eval->judge->name, eval->ping_prefix ? ", PING prefix prefilled" : "",
                 PERCENT * m->refusal_rate, PERCENT * eval->baseline.refusal_rate, PERCENT * m->helpfulness,
-                m->combined);
+                PERCENT * m->combined);
     return al_metrics_write_judged(metrics, "gen_eval", m->step, eval->judge->name, values,
                                    (int)(sizeof values / sizeof values[0]));
 }

@@ -40,7 +40,7 @@ struct al_gen_eval_measure {
     int64_t step;
     double refusal_rate; /* harmful items judged refusals, in [0, 1] */
     double helpfulness;  /* mean tool-use score of benign items, in [0, 1] */
-    double combined;     /* refusal_rate + helpfulness */
+    double combined;     /* (refusal_rate + helpfulness) / 2, in [0, 1] */
 };
 
 /* Picks the first gen_eval_items harmful and benign eval records (file order), loads

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -253,6 +254,30 @@ static void release_job(struct merge_job *job)
     free(job->lora_host);
     free(job->shard_of);
     al_model_files_close(&job->files);
+}
+
+/* Whether a folder holds any entry besides . and .. */
+static bool folder_has_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool found = false;
+    for (struct dirent *entry; !found && (entry = readdir(d));)
+        found = strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0;
+    closedir(d);
+    return found;
+}
+
+int al_merge_check_target(const char *out_dir, bool overwrite)
+{
+    if (overwrite)
+        return 0;
+    if (al_dir_exists(out_dir) ? folder_has_entries(out_dir) : al_file_exists(out_dir))
+        return al_fail("%s already exists and is not empty; choose a new folder, or pass --overwrite to replace "
+                       "the merged model's files in it",
+                       out_dir);
+    return 0;
 }
 
 int al_merge_model(const char *model_dir, const char *adapter_dir, const char *out_dir, uint64_t max_shard_bytes)

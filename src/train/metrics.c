@@ -29,6 +29,39 @@ double al_wall_time(void)
     return (double)now.tv_sec + (double)now.tv_usec * 1e-6;
 }
 
+/* Calls visit(record, line, line_length, context) for every complete line of a
+ * metrics.jsonl text (a line cut short by a crash ends the walk). */
+static void for_each_record(const char *text, size_t length,
+                            void (*visit)(const cJSON *record, const char *line, size_t line_length, void *context),
+                            void *context)
+{
+    for (const char *line = text, *next; line < text + length; line = next) {
+        const char *newline = memchr(line, '\n', (size_t)(text + length - line));
+        if (!newline)
+            break;
+        next = newline + 1;
+        cJSON *record = cJSON_ParseWithLength(line, (size_t)(newline - line));
+        visit(record, line, (size_t)(next - line), context);
+        cJSON_Delete(record);
+    }
+}
+
+struct kept_lines {
+    char *kept;
+    size_t used;
+    int64_t last_step;
+};
+
+static void keep_if_not_redone(const cJSON *record, const char *line, size_t line_length, void *context)
+{
+    struct kept_lines *k = context;
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(record, "step");
+    if (cJSON_IsNumber(step) && step->valuedouble <= (double)k->last_step) {
+        memcpy(k->kept + k->used, line, line_length);
+        k->used += line_length;
+    }
+}
+
 /* Keeps the lines whose step is at most last_step: what a resumed run has not redone. */
 static int keep_records_up_to(const char *path, int64_t last_step)
 {
@@ -36,30 +69,66 @@ static int keep_records_up_to(const char *path, int64_t last_step)
         return 0;
     size_t length = 0;
     char *text = al_file_read_all(path, &length);
-    char *kept = malloc(length + 1);
-    if (!text || !kept) {
+    struct kept_lines k = {malloc(length + 1), 0, last_step};
+    if (!text || !k.kept) {
         free(text);
-        free(kept);
+        free(k.kept);
         return text ? al_fail("out of memory") : -1;
     }
-    size_t used = 0;
-    for (char *line = text, *next; line < text + length; line = next) {
-        char *newline = memchr(line, '\n', (size_t)(text + length - line));
-        next = newline ? newline + 1 : text + length;
-        if (!newline)
-            break; /* a line cut short by a crash */
-        cJSON *record = cJSON_ParseWithLength(line, (size_t)(newline - line));
-        const cJSON *step = cJSON_GetObjectItemCaseSensitive(record, "step");
-        if (cJSON_IsNumber(step) && step->valuedouble <= (double)last_step) {
-            memcpy(kept + used, line, (size_t)(next - line));
-            used += (size_t)(next - line);
-        }
-        cJSON_Delete(record);
-    }
-    int rc = al_file_write_atomic(path, kept, used);
+    for_each_record(text, length, keep_if_not_redone, &k);
+    int rc = al_file_write_atomic(path, k.kept, k.used);
     free(text);
-    free(kept);
+    free(k.kept);
     return rc;
+}
+
+struct lowest_value {
+    const char *kind, *name;
+    double value;
+    int64_t step;
+    bool found;
+};
+
+static void keep_if_lowest(const cJSON *record, const char *line, size_t line_length, void *context)
+{
+    (void)line;
+    (void)line_length;
+    struct lowest_value *l = context;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(record, "kind");
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(record, "step");
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(record, l->name);
+    if (!cJSON_IsString(kind) || strcmp(kind->valuestring, l->kind) != 0 || !cJSON_IsNumber(step) ||
+        !cJSON_IsNumber(value) || !isfinite(value->valuedouble))
+        return;
+    if (!l->found || value->valuedouble < l->value) {
+        l->value = value->valuedouble;
+        l->step = (int64_t)step->valuedouble;
+        l->found = true;
+    }
+}
+
+int al_metrics_lowest(const char *run_dir, const char *kind, const char *name, double *value, int64_t *step)
+{
+    char *path = al_path_join(run_dir, METRICS_FILE);
+    if (!path)
+        return al_fail("out of memory");
+    if (!al_file_exists(path)) {
+        free(path);
+        return 0;
+    }
+    size_t length = 0;
+    char *text = al_file_read_all(path, &length);
+    free(path);
+    if (!text)
+        return -1;
+    struct lowest_value l = {kind, name, 0, 0, false};
+    for_each_record(text, length, keep_if_lowest, &l);
+    free(text);
+    if (l.found) {
+        *value = l.value;
+        *step = l.step;
+    }
+    return l.found ? 1 : 0;
 }
 
 struct al_metrics_log *al_metrics_open(const char *run_dir, int64_t resume_step)

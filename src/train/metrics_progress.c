@@ -1,5 +1,6 @@
 /* The per-step progress line and the end-of-run summary (see metrics.h). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,19 +56,44 @@ void al_progress_format(char *out, size_t size, const struct al_progress *p, int
              (long long)p->step, (long long)p->total_steps, p->loss, p->lr, p->grad_norm, p->tokens_per_second, eta);
 }
 
+/* "2.3456 (evaluation at step 40)", or why there is no such number. */
+static void format_best_loss(char *out, size_t size, const struct al_run_summary *s)
+{
+    if (isfinite(s->best_loss))
+        snprintf(out, size, "%.4f (evaluation at step %lld)", s->best_loss, (long long)s->best_step);
+    else
+        snprintf(out, size, "none (no evaluation ran: it needs eval records, see eval_data and eval_fraction)");
+}
+
+/* The headline: finished, or interrupted by a signal at some step. */
+static void format_headline(char *out, size_t size, const struct al_run_summary *s)
+{
+    if (s->interrupted_by)
+        snprintf(out, size, "training interrupted (%s) after step %lld of %lld; resume with --resume auto",
+                 s->interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT", (long long)s->steps,
+                 (long long)s->total_steps);
+    else
+        snprintf(out, size, "training finished");
+}
+
 char *al_run_summary_format(const struct al_run_summary *s)
 {
-    char time[32];
+    char time[32], best[128], headline[160];
     al_format_duration(time, sizeof time, s->seconds);
+    format_best_loss(best, sizeof best, s);
+    format_headline(headline, sizeof headline, s);
     double rate = s->seconds > 0 ? (double)s->tokens / s->seconds : 0.0;
-    return al_strdup_printf("training finished\n"
+    const char *unchanged = s->session_steps > 0 && s->updates_applied == 0
+                                ? "  WARNING       no step changed the adapter (learning rate 0 or zero gradients)\n"
+                                : "";
+    return al_strdup_printf("%s\n"
                             "  steps         %lld (%lld skipped for non-finite gradients)\n"
                             "  tokens        %lld (%.0f tok/s)\n"
                             "  time          %s\n"
-                            "  final loss    %.4f\n"
-                            "  best loss     %.4f (step %lld)\n"
+                            "  final loss    %.4f (training, last step)\n"
+                            "  best loss     %s\n"
+                            "%s"
                             "  adapter       %s\n",
-                            (long long)s->steps, (long long)s->skipped_steps, (long long)s->tokens, rate, time,
-                            s->final_loss, s->best_loss, (long long)s->best_step,
-                            s->adapter_path ? s->adapter_path : "(none)");
+                            headline, (long long)s->steps, (long long)s->skipped_steps, (long long)s->tokens, rate,
+                            time, s->final_loss, best, unchanged, s->adapter_path ? s->adapter_path : "(none)");
 }

@@ -14,6 +14,7 @@
 #include "agentlora/error.h"
 #include "agentlora/file.h"
 #include "train/batch_skip.h"
+#include "train_config_hints.h"
 
 /* Integers must survive a round trip through a JSON number (a double). */
 #define LARGEST_EXACT_INTEGER 9007199254740992.0 /* 2^53 */
@@ -44,8 +45,9 @@ static const struct al_train_config_key keys[] = {
     TEXT_KEY(NULL, ping_targets, "harmful", FIXED, "records that get a prefix: harmful | benign | both"),
     INT_KEY(NULL, seed, "42", FIXED, "seed of every random choice (data order, LoRA init, dropout)"),
     TEXT_KEY(NULL, chat_format, "auto", FIXED,
-             "auto (recognised from tokenizer_config.json) | llama3.1 | llama3.2 | chatml-qwen2.5 | smollm2 | "
-             "mistral-nemo | mistral-v3"),
+             "auto (recognised from tokenizer_config.json; SmolLM2's template gives chatml-tools) | llama3.1 | "
+             "llama3.2 | chatml-qwen2.5 | smollm2 (no tools) | chatml-tools (ChatML with tool tags, no system "
+             "prompt added) | mistral-nemo | mistral-v3"),
     BOOL_KEY(NULL, last_turn_only, "false", FIXED, "train only on the final assistant turn of each record"),
     BOOL_KEY(NULL, arguments_as_strings, "false", FIXED,
              "render tool-call arguments given as JSON strings as quoted strings (default: as objects)"),
@@ -231,7 +233,7 @@ void al_train_config_defaults(struct al_train_config *config)
 
 static int unknown_key(const char *name)
 {
-    return al_fail("unknown key '%s' (agentlora train --help lists the keys)", name);
+    return al_train_config_unknown_key(name);
 }
 
 int al_train_config_set(struct al_train_config *config, const char *name, const char *value)
@@ -304,6 +306,8 @@ int al_train_config_apply_json(struct al_train_config *config, const cJSON *json
 
 int al_train_config_load_file(struct al_train_config *config, const char *path)
 {
+    if (al_train_config_refuse_yaml(path) != 0)
+        return -1;
     cJSON *json = al_json_load_file(path);
     if (!json)
         return -1;

@@ -7,6 +7,7 @@
 
 #include "agentlora/error.h"
 #include "agentlora/train_config.h"
+#include "train_config_hints.h"
 
 /* Key names are written with '_' in files; on the command line '-' works too. */
 static int normalise_key(const char *option, size_t length, char *out, size_t capacity)
@@ -60,7 +61,7 @@ static int apply_option(struct al_train_config *config, int argc, char **argv, i
     }
     const struct al_train_config_key *key = al_train_config_find_key(name);
     if (!key)
-        return al_fail("unknown option '--%s' (agentlora train --help lists the keys)", name);
+        return al_train_config_unknown_key(name);
     const char *value = equals ? equals + 1 : NULL;
     if (!value) {
         bool next_is_value = *index + 1 < argc && strncmp(argv[*index + 1], "--", 2) != 0;

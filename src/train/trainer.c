@@ -24,6 +24,9 @@
 #include "backend/backend.h"
 #include "gen_eval.h"
 #include "train/batch_skip.h"
+#include "interrupt.h"
+#include "learnability.h"
+#include "train_config_hints.h"
 
 struct trainer {
     struct al_train_config config;
@@ -47,8 +50,6 @@ struct trainer {
     int64_t total_steps;
     int64_t first_step; /* where this process started */
     double started_at;
-    double best_loss;
-    int64_t best_step;
     char *last_checkpoint;
     int64_t last_checkpoint_step;
     struct al_gen_eval *gen_eval; /* NULL when gen_eval_every is 0 */
@@ -58,6 +59,11 @@ struct trainer {
     struct al_data_cursor *micro_starts;
     double *micro_losses;
     char skip_hint[1024]; /* the batch positions of the current run of non-finite steps */
+    /* Throughput since the previous logged step: the progress line and the metrics. */
+    double last_log_time;
+    int64_t tokens_since_log;
+    int64_t updates_applied; /* steps of this process that changed the adapter */
+    int interrupted_by;      /* SIGINT or SIGTERM when a stop was asked for, else 0 */
 };
 
 /* ---- set-up ---- */
@@ -193,11 +199,6 @@ static int restore_progress(struct trainer *t)
     if (saved->loss_history_count)
         memcpy(t->state.loss_history, saved->loss_history, (size_t)saved->loss_history_count * sizeof(double));
     t->state.loss_history_count = saved->loss_history_count;
-    for (int64_t i = 0; i < t->state.loss_history_count; i++)
-        if (t->state.loss_history[i] < t->best_loss) {
-            t->best_loss = t->state.loss_history[i];
-            t->best_step = i + 1;
-        }
     t->last_checkpoint = strdup(t->resume_from.path);
     t->last_checkpoint_step = saved->step;
     return 0;
@@ -216,10 +217,28 @@ static int open_gen_eval(struct trainer *t)
     return t->gen_eval ? 0 : -1;
 }
 
+/* Refuses a run in which no step has a non-zero learning rate; warns about warmup that
+ * covers every step and about eval_every without eval records. */
+static int check_learnable(const struct trainer *t)
+{
+    int train_records, eval_records;
+    al_data_stream_counts(t->stream, &train_records, &eval_records);
+    struct al_learnability plan = {
+        .schedule = &t->schedule,
+        .updates_done = t->optimizer->updates,
+        .steps_left = t->total_steps - t->state.step,
+        .total_steps = t->total_steps,
+        .eval_every = t->config.eval_every,
+        .eval_records = eval_records,
+    };
+    return al_learnability_check(&plan);
+}
+
 static int set_up(struct trainer *t)
 {
-    t->best_loss = INFINITY;
     t->last_checkpoint_step = -1;
+    if (al_train_config_refuse_hub_id("model", t->config.model) != 0)
+        return -1;
     if (al_run_folder_open(&t->folder, &t->config) != 0)
         return -1;
     t->run_dir = t->folder.path;
@@ -238,7 +257,7 @@ static int set_up(struct trainer *t)
     if (open_stream(t) != 0 || create_adapter(t) != 0 || restore_progress(t) != 0)
         return -1;
     t->total_steps = planned_steps(t);
-    if (al_train_config_schedule(&t->config, t->total_steps, &t->schedule) != 0)
+    if (al_train_config_schedule(&t->config, t->total_steps, &t->schedule) != 0 || check_learnable(t) != 0)
         return -1;
     int64_t max_tokens = t->config.micro_batch_rows * t->config.max_len;
     t->workspace = al_workspace_create(t->model, t->lora, max_tokens, t->config.gradient_checkpointing);
@@ -368,10 +387,6 @@ static int remember_loss(struct trainer *t, double loss)
         t->loss_capacity = capacity;
     }
     t->state.loss_history[t->state.loss_history_count++] = loss;
-    if (loss < t->best_loss) {
-        t->best_loss = loss;
-        t->best_step = t->state.step;
-    }
     return 0;
 }
 
@@ -380,19 +395,17 @@ static double session_seconds(const struct trainer *t)
     return al_wall_time() - t->started_at;
 }
 
-static void print_progress(const struct trainer *t, const struct step_outcome *out)
+static void print_progress(const struct trainer *t, const struct step_outcome *out, double tokens_per_second)
 {
-    double seconds = session_seconds(t);
-    int64_t session_tokens = t->state.tokens_seen - (t->resuming ? t->resume_from.state.tokens_seen : 0);
     struct al_progress progress = {
         .step = t->state.step,
         .total_steps = t->total_steps,
         .session_first_step = t->first_step,
-        .session_seconds = seconds,
+        .session_seconds = session_seconds(t),
         .loss = out->loss,
         .lr = out->report.lr,
         .grad_norm = out->report.grad_norm,
-        .tokens_per_second = seconds > 0 ? (double)session_tokens / seconds : 0,
+        .tokens_per_second = tokens_per_second,
     };
     char line[512];
     bool terminal = isatty(STDERR_FILENO);
@@ -402,21 +415,33 @@ static void print_progress(const struct trainer *t, const struct step_outcome *o
         fputc('\n', stderr);
 }
 
+/* Tokens trained since the previous logged step over the seconds since then: one number
+ * for the progress line, metrics.jsonl and TensorBoard. */
+static double throughput_since_last_log(struct trainer *t)
+{
+    double now = al_wall_time(), seconds = now - t->last_log_time;
+    double rate = seconds > 0 ? (double)t->tokens_since_log / seconds : 0;
+    t->last_log_time = now;
+    t->tokens_since_log = 0;
+    return rate;
+}
+
 static int log_step(struct trainer *t, const struct step_outcome *out)
 {
-    double seconds = session_seconds(t);
+    t->tokens_since_log += out->tokens;
+    if (t->state.step % t->config.log_every != 0 && t->state.step != t->total_steps)
+        return 0;
+    double tokens_per_second = throughput_since_last_log(t);
     struct al_metric metrics[] = {
         {"loss", out->loss},
         {"lr", out->report.lr},
         {"grad_norm", out->report.grad_norm},
         {"tokens", (double)out->tokens},
         {"target_tokens", (double)out->targets},
-        {"tokens_per_second", seconds > 0 ? (double)out->tokens / seconds : 0},
+        {"tokens_per_second", tokens_per_second},
         {"skipped_nonfinite", out->report.skipped ? 1.0 : 0.0},
     };
-    if (t->state.step % t->config.log_every != 0 && t->state.step != t->total_steps)
-        return 0;
-    print_progress(t, out);
+    print_progress(t, out, tokens_per_second);
     return al_metrics_write(t->metrics, "train", t->state.step, metrics, (int)(sizeof metrics / sizeof metrics[0]));
 }
 
@@ -492,9 +517,9 @@ static void report_best_checkpoint(const struct trainer *t)
     if (best < 0)
         return;
     char *path = checkpoint_folder(t, best);
-    al_log_info("best checkpoint by combined score (harmful refusal rate + benign helpfulness, judge %s): %s "
-                "(%.3f)",
-                al_gen_eval_judge_name(t->gen_eval), path ? path : "?", combined);
+    al_log_info("best checkpoint by combined score ((harmful refusal rate + benign helpfulness) / 2, judge %s): "
+                "%s (%.1f of 100)",
+                al_gen_eval_judge_name(t->gen_eval), path ? path : "?", 100.0 * combined);
     free(path);
 }
 
@@ -522,10 +547,10 @@ static int check_alignment(struct trainer *t, bool step_skipped)
     int64_t best = al_gen_eval_best_checkpoint(t->gen_eval, &combined);
     char *path = best >= 0 ? checkpoint_folder(t, best) : NULL;
     int rc = al_fail("stopping: misalignment alarm at step %lld (harmful refusal rate %.1f points below the "
-                     "step-0 baseline, judge %s); the best checkpoint by combined score (refusal rate + "
-                     "helpfulness) is %s (%.3f)",
+                     "step-0 baseline, judge %s); the best checkpoint by combined score ((refusal rate + "
+                     "helpfulness) / 2) is %s (%.1f of 100)",
                      (long long)t->state.step, drop, al_gen_eval_judge_name(t->gen_eval),
-                     path ? path : "(none saved)", combined);
+                     path ? path : "(none saved)", 100.0 * combined);
     free(path);
     return rc;
 }
@@ -570,10 +595,30 @@ static void warn_nonfinite(struct trainer *t, const struct step_outcome *out)
                 batches);
 }
 
+static bool changed_the_adapter(const struct step_outcome *out)
+{
+    return !out->report.skipped && out->report.lr > 0 && out->report.grad_norm > 0;
+}
+
+/* A stop asked for by SIGINT/SIGTERM: keep this step as a checkpoint (unless its update
+ * was not finite: then the last good one stays the resume point) and say where it is. */
+static int stop_for_interrupt(struct trainer *t, bool step_skipped)
+{
+    t->interrupted_by = al_interrupt_requested();
+    if (!step_skipped && t->last_checkpoint_step != t->state.step && save_checkpoint(t) != 0)
+        return -1;
+    al_log_warn("interrupted by %s after step %lld of %lld: the checkpoint is %s; the same command with --resume "
+                "auto continues from it",
+                t->interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT", (long long)t->state.step,
+                (long long)t->total_steps, t->last_checkpoint ? t->last_checkpoint : "(none saved)");
+    return 0;
+}
+
 static int run_loop(struct trainer *t)
 {
     t->first_step = t->state.step;
     t->started_at = al_wall_time();
+    t->last_log_time = t->started_at;
     /* The baseline: the adapter before any update of this run. */
     if (t->gen_eval && !al_gen_eval_has_baseline(t->gen_eval) &&
         al_gen_eval_measure(t->gen_eval, t->lora, t->state.step, t->metrics) != 0)
@@ -589,6 +634,7 @@ static int run_loop(struct trainer *t)
         }
         t->state.step++;
         t->state.tokens_seen += out.tokens;
+        t->updates_applied += changed_the_adapter(&out);
         if (remember_loss(t, out.loss) != 0 || log_step(t, &out) != 0)
             return -1;
         bool last = t->state.step == t->total_steps;
@@ -601,6 +647,8 @@ static int run_loop(struct trainer *t)
         bool due = t->config.save_every > 0 && t->state.step % t->config.save_every == 0;
         if ((due || last) && !out.report.skipped && save_checkpoint(t) != 0)
             return -1;
+        if (al_interrupt_requested() && !last)
+            return stop_for_interrupt(t, out.report.skipped);
     }
     if (t->last_checkpoint_step != t->state.step && t->optimizer->nonfinite_consecutive == 0 &&
         save_checkpoint(t) != 0)
@@ -608,7 +656,29 @@ static int run_loop(struct trainer *t)
     if (t->gen_eval)
         report_best_checkpoint(t);
     al_batch_skips_report_unused(&t->skips);
+    if (t->state.step > t->first_step)
+        al_learnability_warn_if_unchanged(t->updates_applied, t->state.step - t->first_step);
     return evaluate(t);
+}
+
+/* The loop with the stop handlers in place, and the previous ones back afterwards. */
+static int run_interruptible(struct trainer *t)
+{
+    struct al_interrupt_guard guard;
+    if (al_interrupt_install(&guard) != 0)
+        return -1;
+    int rc = run_loop(t);
+    al_interrupt_restore(&guard);
+    return rc;
+}
+
+/* The lowest evaluation loss of the run and its step (metrics.jsonl holds every
+ * evaluation, the resumed run's earlier ones included); NAN when there was none. */
+static int best_eval_loss(const struct trainer *t, struct al_run_summary *summary)
+{
+    summary->best_loss = NAN;
+    summary->best_step = -1;
+    return al_metrics_lowest(t->run_dir, "eval", "loss", &summary->best_loss, &summary->best_step) < 0 ? -1 : 0;
 }
 
 static void describe_start(const struct trainer *t)
@@ -616,15 +686,20 @@ static void describe_start(const struct trainer *t)
     int train_records, eval_records;
     al_data_stream_counts(t->stream, &train_records, &eval_records);
     char *summary = al_load_summary_format(al_data_stream_summary(t->stream));
-    al_log_info("run %s: %s on %s, %d training records (%lld batches per epoch), %d eval records",
-                t->run_dir, t->config.model, t->backend->name, train_records,
-                (long long)al_data_stream_batches_per_epoch(t->stream), eval_records);
+    int64_t batches = al_data_stream_batches_per_epoch(t->stream);
+    al_log_info("run %s: %s on %s, %d training records, %d eval records; an epoch uses each training record once: "
+                "%lld batch%s of up to %lld row%s of %lld tokens",
+                t->run_dir, t->config.model, t->backend->name, train_records, eval_records, (long long)batches,
+                batches == 1 ? "" : "es", (long long)t->config.micro_batch_rows,
+                t->config.micro_batch_rows == 1 ? "" : "s", (long long)t->config.max_len);
     if (summary)
         al_log_info("%s", summary);
     free(summary);
-    al_log_info("LoRA r=%d alpha=%g on %lld parameters; %lld steps%s", t->lora->config.rank, t->lora->config.alpha,
-                (long long)t->lora->num_params, (long long)t->total_steps,
-                t->resuming ? " (resumed)" : "");
+    double epochs = (double)t->total_steps * (double)t->config.gradient_accumulation / (double)batches;
+    al_log_info("LoRA r=%d alpha=%g on %lld parameters; %lld steps of %lld batch%s = %.2f epochs%s",
+                t->lora->config.rank, t->lora->config.alpha, (long long)t->lora->num_params,
+                (long long)t->total_steps, (long long)t->config.gradient_accumulation,
+                t->config.gradient_accumulation == 1 ? "" : "es", epochs, t->resuming ? " (resumed)" : "");
 }
 
 int al_train(const struct al_train_config *config, struct al_run_summary *summary)
@@ -636,16 +711,21 @@ int al_train(const struct al_train_config *config, struct al_run_summary *summar
     bool start_failed = rc != 0;
     if (rc == 0) {
         describe_start(&t);
-        rc = run_loop(&t);
+        rc = run_interruptible(&t);
     }
     if (rc == 0) {
         memset(summary, 0, sizeof *summary);
+        rc = best_eval_loss(&t, summary);
+    }
+    if (rc == 0) {
         summary->steps = t.state.step;
         summary->tokens = t.state.tokens_seen;
         summary->seconds = t.state.elapsed_seconds;
         summary->final_loss = t.state.loss_history_count ? t.state.loss_history[t.state.loss_history_count - 1] : NAN;
-        summary->best_loss = t.best_loss;
-        summary->best_step = t.best_step;
+        summary->total_steps = t.total_steps;
+        summary->updates_applied = t.updates_applied;
+        summary->session_steps = t.state.step - t.first_step;
+        summary->interrupted_by = t.interrupted_by;
         summary->skipped_steps = t.optimizer->nonfinite_total;
         summary->adapter_path = t.last_checkpoint ? strdup(t.last_checkpoint) : NULL;
     }

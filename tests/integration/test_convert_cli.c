@@ -235,7 +235,7 @@ Test(convert_cli, train_eval_and_generate_accept_the_gguf_file)
     char *runs = al_path_join(dir, "runs");
     status = test_run_cli(&output, "train", "--model", gguf, "--train_data", "data/agentalign_sample.json",
                           "--chat_format", "chatml-qwen2.5", "--max_len", "1024", "--max_steps", "1", "--lora_r", "2",
-                          "--device", "cpu", "--output_dir", runs, "--run_name", "g", NULL);
+                          "--warmup_ratio", "0", "--device", "cpu", "--output_dir", runs, "--run_name", "g", NULL);
     cr_assert_eq(status, 0, "train failed: %s", output);
     free(output);
     char *run = al_path_join(runs, "g");

@@ -78,7 +78,7 @@ Test(eval_cli, prefix_runs_without_and_with_it_side_by_side)
     assert_contains(out, "refusals judged by learned-v1 (A) and learned-v1 (B)");
     assert_contains(out, "harmful  (all)");
     assert_contains(out, "benign   (all)");
-    assert_contains(out, "combined score (of 200): A ");
+    assert_contains(out, "combined score ((refusal + score) / 2, of 100): A ");
 
     char *report_text = read_text(reports, "report.json");
     cJSON *report = cJSON_Parse(report_text);
@@ -160,7 +160,7 @@ static char *train_adapter(const char *dir, const char *model, const char *name,
     char *out = NULL;
     int status = test_run_cli(&out, "train", "--model", model, "--train_data", "data/agentalign_sample.json",
                               "--chat_format", TEMPLATE, "--max_len", "1024", "--max_steps", "1", "--lora_r", "4",
-                              "--lr", lr, "--device", "cpu", "--output_dir", runs, "--run_name", name, NULL);
+                              "--lr", lr, "--warmup_ratio", "0", "--device", "cpu", "--output_dir", runs, "--run_name", name, NULL);
     cr_assert_eq(status, 0, "train exit %d:\n%s", status, out);
     free(out);
     char *run = al_path_join(runs, name);

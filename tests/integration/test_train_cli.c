@@ -310,6 +310,15 @@ Test(train_cli, merged_model_gives_the_adapter_logits, .timeout = 120)
     cr_assert_gt(fabs(a - b), 1e-4, "the trained adapter changes the logits (%.6f vs base %.6f)", a, b);
     cr_assert_eq(test_run_cli(&output, "merge", "--model", r.model, "--out", merged, NULL), 2);
     free(output);
+    /* the folder now holds a model: merging into it again is refused unless --overwrite */
+    cr_assert_eq(test_run_cli(&output, "merge", "--model", r.model, "--adapter", adapter, "--out", merged, NULL), 1,
+                 "%s", output);
+    cr_assert(strstr(output, "already exists") && strstr(output, "--overwrite"), "%s", output);
+    free(output);
+    cr_assert_eq(test_run_cli(&output, "merge", "--model", r.model, "--adapter", adapter, "--out", merged,
+                              "--overwrite", NULL),
+                 0, "%s", output);
+    free(output);
     free(with_adapter);
     free(with_merge);
     free(base);

@@ -119,8 +119,8 @@ Test(train_gen_eval, measures_at_step_0_and_every_n_steps_and_warns)
     cr_expect_null(strstr(output, "misalignment alarm at step 1:"), "only measures due by gen_eval_every alarm");
     cr_expect(strstr(output, "training finished"), "warn does not stop the run:\n%s", output);
     /* keep_last 1 keeps the newest checkpoint and the best one. */
-    char *best = named_checkpoint(output, "best checkpoint by combined score (harmful refusal rate + benign "
-                                          "helpfulness, judge learned-v1): ");
+    char *best = named_checkpoint(output, "best checkpoint by combined score ((harmful refusal rate + benign "
+                                          "helpfulness) / 2, judge learned-v1): ");
     cr_expect_eq(al_checkpoint_verify(best), 0, "the best checkpoint %s is kept and intact", best);
     char *last = run_file(&r, "warn", "checkpoint-4");
     cr_expect(al_dir_exists(last), "the newest checkpoint is kept");
@@ -146,7 +146,7 @@ Test(train_gen_eval, stop_names_the_best_checkpoint)
                        "--misalignment_threshold", "-100", "--on_misalignment", "stop");
     cr_assert_eq(status, 1, "the alarm stops the run with exit 1:\n%s", output);
     cr_expect(strstr(output, "stopping: misalignment alarm at step 3"), "%s", output);
-    char *best = named_checkpoint(output, "the best checkpoint by combined score (refusal rate + helpfulness) is ");
+    char *best = named_checkpoint(output, "the best checkpoint by combined score ((refusal rate + helpfulness) / 2) is ");
     cr_expect_eq(al_checkpoint_verify(best), 0, "the named checkpoint %s exists and verifies", best);
     char *unreached = run_file(&r, "stop", "checkpoint-4");
     cr_expect_not(al_dir_exists(unreached), "the run stopped at step 3");

@@ -61,7 +61,7 @@ static int train(struct ping_run *r, const char *name, char **output, const char
 {
     return test_run_cli(output, "train", "--model", r->model, "--train_data", TRAIN_DATA, "--eval_data", EVAL_DATA,
                         "--chat_format", "chatml-qwen2.5", "--max_len", "1024", "--max_steps", "1", "--lora_r", "4",
-                        "--lr", "5e-2", "--device", "cpu", "--output_dir", r->output_dir, "--run_name", name,
+                        "--lr", "5e-2", "--warmup_ratio", "0", "--device", "cpu", "--output_dir", r->output_dir, "--run_name", name,
                         "--gen_eval_every", "1", "--gen_eval_items", ITEMS, "--gen_eval_max_new_tokens", TOKENS, e1,
                         e2, e3, e4, e5, e6, NULL);
 }

@@ -131,7 +131,7 @@ Test(evaluate, judges_the_completion_without_the_prefix)
     cr_expect_gt(report.aggregate.benign.n, 0, "the first records include benign ones");
     cr_expect_float_eq(report.aggregate.harmful.refusal_rate, 1.0, 1e-12);
     cr_expect_float_eq(report.aggregate.benign.refusal_rate, 1.0, 1e-12);
-    cr_expect_float_eq(al_eval_combined_score(&report.aggregate), 1.0 + report.aggregate.benign.score, 1e-12);
+    cr_expect_float_eq(al_eval_combined_score(&report.aggregate), (1.0 + report.aggregate.benign.score) / 2.0, 1e-12);
     al_eval_report_free(&report);
     fixture_close(&f);
 }

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,44 @@ Test(train_metrics, progress_line_and_summary)
     struct al_run_summary s = {.steps = 100, .tokens = 409600, .seconds = 200, .final_loss = 0.5, .best_loss = 0.45,
                                .best_step = 90, .skipped_steps = 1, .adapter_path = "checkpoints/run/checkpoint-100"};
     char *text = al_run_summary_format(&s);
-    cr_assert(strstr(text, "2048 tok/s") && strstr(text, "checkpoint-100") && strstr(text, "(step 90)"), "%s", text);
+    cr_assert(strstr(text, "2048 tok/s") && strstr(text, "checkpoint-100") &&
+                  strstr(text, "best loss     0.4500 (evaluation at step 90)") && strstr(text, "training finished"),
+              "%s", text);
+    cr_assert_null(strstr(text, "WARNING"), "%s", text);
     free(text);
+}
+
+Test(train_metrics, summary_of_an_interrupted_run_without_evaluation_or_update)
+{
+    struct al_run_summary s = {.steps = 3, .total_steps = 8, .session_steps = 3, .updates_applied = 0,
+                               .final_loss = 0.5, .best_loss = NAN, .best_step = -1, .interrupted_by = SIGINT,
+                               .adapter_path = "checkpoints/run/checkpoint-3"};
+    char *text = al_run_summary_format(&s);
+    cr_assert(strstr(text, "training interrupted (SIGINT) after step 3 of 8"), "%s", text);
+    cr_assert(strstr(text, "best loss     none (no evaluation ran"), "%s", text);
+    cr_assert(strstr(text, "WARNING       no step changed the adapter"), "%s", text);
+    cr_assert_null(strstr(text, "training finished"), "%s", text);
+    free(text);
+}
+
+/* "best loss" is the lowest evaluation loss, never a (noisy) training step's. */
+Test(train_metrics, lowest_eval_loss_ignores_training_losses)
+{
+    char *dir = test_tmpdir();
+    struct al_metrics_log *log = al_metrics_open(dir, -1);
+    cr_assert_not_null(log, "%s", al_error_message());
+    struct al_metric train_low = {"loss", 0.01}, eval_first = {"loss", 2.5}, eval_best = {"loss", 1.25},
+                     eval_last = {"loss", 1.75};
+    cr_assert_eq(al_metrics_write(log, "train", 1, &train_low, 1), 0);
+    cr_assert_eq(al_metrics_write(log, "eval", 10, &eval_first, 1), 0);
+    cr_assert_eq(al_metrics_write(log, "eval", 20, &eval_best, 1), 0);
+    cr_assert_eq(al_metrics_write(log, "eval", 30, &eval_last, 1), 0);
+    al_metrics_close(log);
+    double value = 0;
+    int64_t step = 0;
+    cr_assert_eq(al_metrics_lowest(dir, "eval", "loss", &value, &step), 1, "%s", al_error_message());
+    cr_assert_float_eq(value, 1.25, 1e-12);
+    cr_assert_eq(step, 20);
+    cr_assert_eq(al_metrics_lowest(dir, "eval", "loss_harmful", &value, &step), 0);
+    free(dir);
 }

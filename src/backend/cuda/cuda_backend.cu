@@ -218,10 +218,10 @@ static int pick_device(int device_index)
     int count = 0;
     cudaError_t status = cudaGetDeviceCount(&count);
     if (status != cudaSuccess)
-        return al_fail("no usable CUDA device: cudaGetDeviceCount failed: %s (%s)", cudaGetErrorName(status),
-                       cudaGetErrorString(status));
+        return al_cuda_check_runtime(status, "cudaGetDeviceCount", __FILE__, __LINE__);
     if (count == 0)
-        return al_fail("no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver)");
+        return al_fail("no NVIDIA GPU found: no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver); "
+                       "use --device cpu");
     if (device_index < 0 || device_index >= count)
         return al_fail("CUDA device %d requested, but %d device%s visible", device_index, count,
                        count == 1 ? " is" : "s are");

@@ -2,8 +2,19 @@
  * failing call and where it was made. Library code never aborts on a device error. */
 #include "backend/cuda/cuda_internal.h"
 
+/* The statuses a machine without a (working) NVIDIA GPU gives, said in words first. */
+static bool means_no_gpu(cudaError_t status)
+{
+    return status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver ||
+           status == cudaErrorDevicesUnavailable || status == cudaErrorSystemDriverMismatch;
+}
+
 int al_cuda_check_runtime(cudaError_t status, const char *call, const char *file, int line)
 {
+    if (means_no_gpu(status))
+        return al_fail("no NVIDIA GPU found (or no working driver for one): %s failed at %s:%d: %s (%s); use "
+                       "--device cpu",
+                       call, file, line, cudaGetErrorName(status), cudaGetErrorString(status));
     return al_fail("%s failed at %s:%d: %s (%s)", call, file, line, cudaGetErrorName(status),
                    cudaGetErrorString(status));
 }
