@@ -50,8 +50,8 @@ static int train_as(struct run *r, const char *format, const char *data, char **
                     const char *lr)
 {
     return test_run_cli(output, "train", "--model", r->model, "--train_data", data, "--chat_format", format,
-                        "--max_len", max_len, "--max_steps", "1", "--save_every", "0", "--lora_r",
-                        "2", "--lr", lr, "--eval_fraction", "0", "--device", "cpu", "--output_dir", r->out,
+                        "--max_len", max_len, "--max_steps", "1", "--warmup_ratio", "0", "--save_every", "0",
+                        "--lora_r", "2", "--lr", lr, "--eval_fraction", "0", "--device", "cpu", "--output_dir", r->out,
                         "--run_name", "run", NULL);
 }
 

@@ -59,7 +59,7 @@ static void train_args(const struct run *r, const char *name, const char *const 
 {
     static const char *const base[] = {"train", "--train_data", "data/agentalign_sample.json", "--chat_format",
                                        "chatml-qwen2.5", "--max_len", TRAIN_TEST_MAX_LEN, "--max_steps", "2",
-                                       "--save_every", "1", "--keep_last", "3", "--lora_r", "4", "--lr", "5e-3",
+                                       "--warmup_ratio", "0", "--save_every", "1", "--keep_last", "3", "--lora_r", "4", "--lr", "5e-3",
                                        "--device", "cpu"};
     int n = 0;
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
