@@ -11,6 +11,11 @@ struct cJSON;
 
 enum al_role { AL_ROLE_SYSTEM = 0, AL_ROLE_USER, AL_ROLE_ASSISTANT, AL_ROLE_TOOL };
 
+/* The shape a record came in. Alpaca and ShareGPT records are read as messages
+ * (record_formats.c gives the mapping). */
+enum al_record_format { AL_RECORD_MESSAGES = 0, AL_RECORD_ALPACA, AL_RECORD_SHAREGPT };
+#define AL_RECORD_FORMAT_COUNT 3
+
 struct al_tool_call {
     char *id;              /* may be NULL */
     char *name;
@@ -39,9 +44,23 @@ struct al_conversation {
     struct cJSON *tools;   /* owned array of OpenAI-style tool schemas, or NULL */
     struct al_message *messages;
     int n_messages;
+    enum al_record_format format; /* the shape of the record it was read from */
 };
 
-/* Builds a conversation from one record. Errors (recorded with al_fail) name the source
+/* Which shape a record has, by its fields: "messages" (AgentAlign and generic records),
+ * "conversations" (ShareGPT), "instruction"/"output" (Alpaca). */
+enum al_record_format al_record_format_of(const struct cJSON *record);
+const char *al_record_format_name(enum al_record_format format);
+
+/* An Alpaca or ShareGPT record rewritten as {"messages", "tools"}, its other keys kept;
+ * NULL with the reason (no file context) when the record is not well-formed for its format.
+ * Alpaca: "system" -> system turn, "history" pairs -> earlier turns, instruction + "\n" +
+ * input -> user, output -> assistant. ShareGPT: human/user -> user, gpt/assistant/chatgpt
+ * -> assistant, system -> system, function_call (JSON {"name", "arguments"} or a list) ->
+ * assistant tool calls, observation/tool -> tool result; "tools" as a list or its JSON text. */
+struct cJSON *al_record_to_messages_form(const struct cJSON *record, enum al_record_format format);
+
+/* Builds a conversation from one record (any shape above). Errors (recorded with al_fail) name the source
  * file and the 1-based record number: malformed record, unknown role, tool-call
  * arguments that are not JSON, a tool result without a matching call, an empty
  * conversation. Extra keys are tolerated. */

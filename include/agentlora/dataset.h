@@ -67,6 +67,7 @@ struct al_load_summary {
     long harmful;
     long benign;           /* category "benign" or no category (generic records) */
     long unlabeled;        /* of the benign ones: records without a category */
+    long by_format[AL_RECORD_FORMAT_COUNT]; /* accepted records by shape: messages, Alpaca, ShareGPT */
     struct al_category_count *categories; /* in order of first appearance */
     int n_categories;
     long skipped;

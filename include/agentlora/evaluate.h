@@ -19,6 +19,7 @@
 #define AGENTLORA_EVALUATE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "agentlora/generate.h"
@@ -46,6 +47,10 @@ struct al_eval_settings {
     const char *prefix; /* forced start of every response; NULL or "" for none */
     struct al_generate_options generation;
     int batch; /* records decoded together, >= 1 */
+    /* Plain chat data (al_eval_records_are_plain_chat): report it as such, with the
+     * reference answers' loss (one more forward pass per record). Off by default, so
+     * the generation eval inside training and ping-search do only what they use. */
+    bool plain_chat_loss;
 };
 
 /* Greedy, AL_EVAL_DEFAULT_MAX_NEW_TOKENS, AL_EVAL_DEFAULT_BATCH, no prefix. */
@@ -69,6 +74,13 @@ struct al_eval_item {
     struct al_call_score score;
 };
 
+/* The teacher-forced loss of the records' own assistant answers (mean over their tokens). */
+struct al_reference_loss {
+    double loss;
+    double perplexity; /* exp(loss) */
+    int64_t tokens;    /* answer tokens measured (records longer than the context are left out) */
+};
+
 struct al_eval_report {
     char *label;  /* what was evaluated, e.g. "base" or "adapter + prefix" */
     char *prefix; /* "" when none */
@@ -76,6 +88,10 @@ struct al_eval_report {
     struct al_eval_item *items;
     int n_items;
     struct al_aggregate aggregate;
+    /* Plain chat: no record has tools or a reference tool call, so there is no tool-call
+     * score; the reports give the reference answers' loss and perplexity instead. */
+    bool plain_chat;
+    struct al_reference_loss reference;
 };
 
 /* Generates, judges and scores every record; items come out in the order given. label
@@ -83,6 +99,13 @@ struct al_eval_report {
 int al_evaluate(const struct al_eval_settings *settings, const struct al_eval_record *records, int n,
                 const char *label, struct al_eval_report *out);
 void al_eval_report_free(struct al_eval_report *report);
+
+/* True when no record has tools or a reference tool call (and there is at least one). */
+bool al_eval_records_are_plain_chat(const struct al_eval_record *records, int n);
+/* The reference answers' loss under the generator's model and adapter, every assistant
+ * turn rendered and masked as training does (src/eval/reference_loss.c). */
+int al_eval_reference_loss(const struct al_chat_generator *generator, const struct al_eval_record *records, int n,
+                           struct al_reference_loss *out);
 
 /* The combined score of a report: the mean of the harmful refusal rate and the benign mean
  * score, (refusal + score) / 2, in [0, 1] like both (a split without items contributes 0).

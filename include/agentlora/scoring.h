@@ -129,6 +129,8 @@ int al_aggregate_compute(const struct al_item_result *items, int n_items, const 
 struct cJSON *al_aggregate_to_json(const struct al_aggregate *aggregate);
 /* A table: one row per split and per category, rates in percent. */
 void al_aggregate_print(const struct al_aggregate *aggregate, FILE *out);
+/* The same with only the counts and refusal rates (plain chat data has no tool-call score). */
+void al_aggregate_print_refusals(const struct al_aggregate *aggregate, FILE *out);
 void al_aggregate_free(struct al_aggregate *aggregate);
 
 #endif

@@ -18,6 +18,9 @@ struct al_command {
 int al_cmd_inspect(int argc, char **argv);
 int al_cmd_logits(int argc, char **argv);
 int al_cmd_data(int argc, char **argv);
+/* agentlora data convert (cmd_data_convert.c); argv[0] is "convert". */
+int al_cmd_data_convert(int argc, char **argv);
+void al_data_convert_usage(FILE *out);
 int al_cmd_init_model(int argc, char **argv);
 int al_cmd_train(int argc, char **argv);
 int al_cmd_merge(int argc, char **argv);

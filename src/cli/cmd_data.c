@@ -35,14 +35,16 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: agentlora data inspect FILE --model DIR [options]\n\n"
-            "Loads FILE (AgentAlign JSON array, JSONL, or generic {\"messages\", \"tools\"} JSONL) as training\n"
-            "does and shows what the loss will see: a summary of records by label and category, tokens,\n"
-            "truncated and skipped records, and the chosen records rendered with the trained tokens marked\n"
-            "(green on a terminal, otherwise between \u00ab and \u00bb).\n\n"
+            "Loads FILE (AgentAlign JSON array or JSONL, generic {\"messages\", \"tools\"} JSONL, Alpaca or\n"
+            "ShareGPT records) as training does and shows what the loss will see: a summary of records\n"
+            "by label, category and record format, tokens, truncated and skipped records, and the chosen\n"
+            "records rendered with the trained tokens marked (green on a terminal, otherwise between\n"
+            "\u00ab and \u00bb).\n\n"
             "  --model DIR            model folder: tokenizer.json or tokenizer.model, tokenizer_config.json\n"
             "                         (or a GGUF file, converted once into <file>.hf beside it)\n"
             "  --template NAME        force the chat format: llama3.1, llama3.2, chatml-qwen2.5, smollm2,\n"
-            "                         mistral-nemo, mistral-v3 (default: recognised from tokenizer_config.json)\n"
+            "                         mistral-nemo, mistral-v3, chatml-tools (default: recognised from\n"
+            "                         tokenizer_config.json)\n"
             "  --ping-prefixes F      PING prefixes (JSON list, or one per line)\n"
             "  --ping-mode M          train (default with --ping-prefixes) or none\n"
             "  --ping-on WHICH        harmful, benign or both (default both)\n"
@@ -291,15 +293,26 @@ static int parse_inspect(int argc, char **argv, struct inspect_options *opt)
     return 0;
 }
 
+static void data_usage(FILE *out)
+{
+    fprintf(out, "usage: agentlora data inspect FILE --model DIR [options]\n"
+                 "       agentlora data convert FILE --out OUT.jsonl [options]\n\n"
+                 "  inspect   show what the loss will see (agentlora data inspect --help)\n"
+                 "  convert   write any accepted data file (AgentAlign, messages, Alpaca, ShareGPT) as\n"
+                 "            messages JSON Lines (agentlora data convert --help)\n");
+}
+
 int al_cmd_data(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "convert") == 0)
+        return al_cmd_data_convert(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "inspect") != 0) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-            usage(stdout);
+            data_usage(stdout);
             return AL_EXIT_OK;
         }
-        fprintf(stderr, "agentlora data: expected the subcommand 'inspect'\n\n");
-        usage(stderr);
+        fprintf(stderr, "agentlora data: expected the subcommand 'inspect' or 'convert'\n\n");
+        data_usage(stderr);
         return AL_EXIT_USAGE;
     }
     struct inspect_options opt = {.max_len = DEFAULT_MAX_LEN, .color = isatty(STDOUT_FILENO)};

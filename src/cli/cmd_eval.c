@@ -38,13 +38,16 @@ static void usage(FILE *out)
             "the model wrote after it is. With a prefix the model is evaluated without it and with it;\n"
             "with --adapter2 both adapters are, each without and with every prefix. Each run is printed,\n"
             "then compared with the first side by side, and with more than two runs all of them are\n"
-            "summed up in one table.\n\n"
+            "summed up in one table. Plain chat data (no record has tools or a tool call, e.g. an Alpaca\n"
+            "or ShareGPT file) has no tool-call score: its reports give the refusal rates and the\n"
+            "teacher-forced loss and perplexity of the records' own assistant answers instead.\n\n"
             "  --model DIR            model folder (config.json, *.safetensors, tokenizer files), or a\n"
             "                         GGUF file, converted once into <file>.hf beside it\n"
             "  --adapter DIR          PEFT LoRA adapter applied on top of the model (run A)\n"
             "  --adapter2 DIR         a second adapter, evaluated after run A's (without --adapter, run A\n"
             "                         is the base model) and compared with it\n"
-            "  --data FILE            AgentAlign JSON array, JSONL, or {\"messages\", \"tools\"} JSONL\n"
+            "  --data FILE            AgentAlign JSON array or JSONL, {\"messages\", \"tools\"} JSONL, Alpaca or\n"
+            "                         ShareGPT JSONL\n"
             "  --ping-prefix TEXT     evaluate without and with this forced response prefix\n"
             "  --ping-prefixes F      the same for each prefix of F (a JSON list of strings, or one per line)\n"
             "  --template NAME        chat format: llama3.1, llama3.2, chatml-qwen2.5, smollm2, mistral-nemo,\n"
@@ -61,7 +64,8 @@ static void usage(FILE *out)
             "                         (default " DEFAULT_OUT_PARENT "/eval-<YYYYmmdd-HHMMSS>)\n"
             "  --device NAME          cpu (default), cuda, or auto\n\n"
             "Generation is greedy, so the same inputs give the same report.\n"
-            "report.json: {\"judge\", \"reports\": [{label, prefix, judge, items, aggregate, combined_score}]}\n"
+            "report.json: {\"judge\", \"reports\": [{label, prefix, judge, items, aggregate, plain_chat,\n"
+            "combined_score (null for plain chat), reference_answers {loss, perplexity, tokens} (plain chat)}]}\n"
             "samples.jsonl: one line per record and run: run, record, id, label, category, prompt, prefix,\n"
             "completion, verdict {refusal, judge, reason}, tool_calls, score.\n\n"
             "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n",
@@ -308,6 +312,7 @@ static int run_all(struct session *s, const struct eval_options *opt)
         settings.prefix = plans[done].prefix;
         settings.generation.max_new_tokens = opt->max_new_tokens;
         settings.batch = opt->batch;
+        settings.plain_chat_loss = true;
         if ((rc = al_evaluate(&settings, s->records.records, s->records.n, plans[done].label, &reports[done])) != 0)
             break;
         al_eval_report_print(&reports[done], stdout);

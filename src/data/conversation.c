@@ -18,13 +18,19 @@ struct reading {
     const char *source;
     long record_number;
     int message_index; /* 0-based; -1 outside the messages array */
+    enum al_record_format format;
 };
 
 static int fail_at(const struct reading *at, const char *what)
 {
+    /* Message numbers of an Alpaca or ShareGPT record count the messages it was read as. */
+    char shape[64] = "";
+    if (at->format != AL_RECORD_MESSAGES)
+        snprintf(shape, sizeof shape, " (%s, read as messages)", al_record_format_name(at->format));
     if (at->message_index >= 0)
-        return al_fail("%s: record %ld: message %d: %s", at->source, at->record_number, at->message_index + 1, what);
-    return al_fail("%s: record %ld: %s", at->source, at->record_number, what);
+        return al_fail("%s: record %ld%s: message %d: %s", at->source, at->record_number, shape,
+                       at->message_index + 1, what);
+    return al_fail("%s: record %ld%s: %s", at->source, at->record_number, shape, what);
 }
 
 static int fail_out_of_memory(const struct reading *at)
@@ -252,11 +258,30 @@ static int check_tool_result(const struct al_conversation *conv, int index, cons
     return fail_at(at, what);
 }
 
+/* Names the keys the record does have, so a file in an unknown shape is recognised as such
+ * at its first record rather than as thousands of broken ones. */
+static int fail_missing_messages(const cJSON *record, const struct reading *at)
+{
+    char keys[160] = "";
+    size_t used = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, record) {
+        if (used < sizeof keys)
+            used += (size_t)snprintf(keys + used, sizeof keys - used, "%s\"%.40s\"", used ? ", " : "", item->string);
+    }
+    char what[400];
+    snprintf(what, sizeof what,
+             "record has no \"messages\" and is not in another known format (Alpaca: \"instruction\", "
+             "\"input\", \"output\"; ShareGPT: \"conversations\" of {\"from\", \"value\"}); its keys: %s",
+             used ? keys : "none");
+    return fail_at(at, what);
+}
+
 static int read_messages(struct al_conversation *conv, const cJSON *record, struct reading *at)
 {
     const cJSON *messages = cJSON_GetObjectItemCaseSensitive(record, "messages");
     if (!messages)
-        return fail_at(at, "record has no \"messages\"");
+        return fail_missing_messages(record, at);
     if (!cJSON_IsArray(messages))
         return fail_at(at, "\"messages\" must be a list");
     int n = cJSON_GetArraySize(messages);
@@ -304,15 +329,29 @@ int al_conversation_from_json(struct al_conversation *conv, const cJSON *record,
                               long record_number)
 {
     memset(conv, 0, sizeof *conv);
-    struct reading at = {source ? source : "<input>", record_number, -1};
+    struct reading at = {source ? source : "<input>", record_number, -1, AL_RECORD_MESSAGES};
     if (!cJSON_IsObject(record))
         return fail_at(&at, "malformed record: expected a JSON object");
-    if (read_labels(conv, record, &at) != 0 || read_pattern(conv, record, &at) != 0 ||
-        read_tools(conv, record, &at) != 0 || read_messages(conv, record, &at) != 0) {
-        al_conversation_free(conv);
-        return -1;
+    at.format = al_record_format_of(record);
+    cJSON *converted = NULL;
+    if (at.format != AL_RECORD_MESSAGES) {
+        converted = al_record_to_messages_form(record, at.format);
+        if (!converted) {
+            al_error_context("%s: record %ld", at.source, at.record_number);
+            return -1;
+        }
+        record = converted;
     }
-    return 0;
+    int rc = read_labels(conv, record, &at) != 0 || read_pattern(conv, record, &at) != 0 ||
+                     read_tools(conv, record, &at) != 0 || read_messages(conv, record, &at) != 0
+                 ? -1
+                 : 0;
+    cJSON_Delete(converted);
+    if (rc != 0)
+        al_conversation_free(conv);
+    else
+        conv->format = at.format;
+    return rc;
 }
 
 static void free_message(struct al_message *message)

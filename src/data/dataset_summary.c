@@ -64,6 +64,7 @@ int al_load_summary_add_record(struct al_load_summary *summary, const struct al_
             return -1;
     }
     summary->records++;
+    summary->by_format[conv->format]++;
     if (conv->harmful) {
         summary->harmful++;
     } else {
@@ -117,6 +118,21 @@ static char *append(char *text, const char *fmt, ...)
     return joined;
 }
 
+/* Records that came in another tool's shape, so a user sees how their file was read. */
+static char *append_record_shapes(char *text, const struct al_load_summary *summary)
+{
+    static const char *const how[AL_RECORD_FORMAT_COUNT] = {
+        [AL_RECORD_ALPACA] = "instruction + input as the user turn, output as the assistant's",
+        [AL_RECORD_SHAREGPT] = "conversations: human -> user, gpt -> assistant, function_call/observation -> "
+                               "tool call/result",
+    };
+    for (int format = AL_RECORD_ALPACA; format < AL_RECORD_FORMAT_COUNT; format++)
+        if (summary->by_format[format] > 0)
+            text = append(text, "read as messages: %ld %s records (%s)\n", summary->by_format[format],
+                          al_record_format_name((enum al_record_format)format), how[format]);
+    return text;
+}
+
 char *al_load_summary_format(const struct al_load_summary *summary)
 {
     char *text = al_strdup_printf("records: %ld (harmful %ld, benign %ld", summary->records, summary->harmful,
@@ -126,6 +142,7 @@ char *al_load_summary_format(const struct al_load_summary *summary)
     text = append(text, ")\n");
     for (int i = 0; i < summary->n_categories; i++)
         text = append(text, "  %-24s %ld\n", summary->categories[i].name, summary->categories[i].count);
+    text = append_record_shapes(text, summary);
     if (summary->skipped > 0) {
         text = append(text, "skipped: %ld\n", summary->skipped);
         for (int i = 0; i < summary->n_skip_reasons; i++)

@@ -33,7 +33,7 @@ const char *al_data_format_name(enum al_data_format format)
     switch (format) {
     case AL_DATA_JSON_ARRAY: return "AgentAlign JSON array";
     case AL_DATA_JSONL: return "AgentAlign JSON Lines";
-    case AL_DATA_GENERIC_JSONL: return "generic messages JSON Lines";
+    case AL_DATA_GENERIC_JSONL: return "JSON Lines without AgentAlign labels";
     default: return "unknown";
     }
 }
@@ -78,12 +78,13 @@ static bool has_key(const cJSON *object, const char *key)
 }
 
 /* JSON Lines come in two flavours that differ only in labels: AgentAlign records carry
- * id/category/pattern, generic ones only messages (and tools). */
+ * id/category/pattern, generic ones only the conversation (messages and tools, or the
+ * Alpaca or ShareGPT fields). */
 static enum al_data_format jsonl_flavour(const char *line, size_t length)
 {
     cJSON *first = cJSON_ParseWithLength(line, length);
     enum al_data_format format = AL_DATA_JSONL;
-    if (cJSON_IsObject(first) && has_key(first, "messages") && !has_key(first, "category") &&
+    if (cJSON_IsObject(first) && !has_key(first, "category") &&
         !has_key(first, "id") && !has_key(first, "pattern"))
         format = AL_DATA_GENERIC_JSONL;
     cJSON_Delete(first);

@@ -151,10 +151,23 @@ cJSON *al_aggregate_to_json(const struct al_aggregate *aggregate)
     return root;
 }
 
-static void print_row(FILE *out, const char *split, const char *name, const struct al_split_stats *stats)
+static void print_row(FILE *out, const char *split, const char *name, const struct al_split_stats *stats,
+                      bool with_scores)
 {
-    fprintf(out, "%-8s %-24s %5d %8.1f %8.1f %9.1f %13.1f\n", split, name, stats->n, 100.0 * stats->score,
-            100.0 * stats->full_score, 100.0 * stats->refusal_rate, 100.0 * stats->non_refusal_score);
+    if (with_scores)
+        fprintf(out, "%-8s %-24s %5d %8.1f %8.1f %9.1f %13.1f\n", split, name, stats->n, 100.0 * stats->score,
+                100.0 * stats->full_score, 100.0 * stats->refusal_rate, 100.0 * stats->non_refusal_score);
+    else
+        fprintf(out, "%-8s %-24s %5d %9.1f\n", split, name, stats->n, 100.0 * stats->refusal_rate);
+}
+
+static void print_split(const struct al_aggregate *aggregate, FILE *out, bool harmful, bool with_scores)
+{
+    const char *split = harmful ? "harmful" : "benign";
+    print_row(out, split, "(all)", harmful ? &aggregate->harmful : &aggregate->benign, with_scores);
+    for (int c = 0; c < aggregate->n_categories; c++)
+        if (aggregate->categories[c].harmful == harmful)
+            print_row(out, split, aggregate->categories[c].category, &aggregate->categories[c].stats, with_scores);
 }
 
 void al_aggregate_print(const struct al_aggregate *aggregate, FILE *out)
@@ -162,14 +175,16 @@ void al_aggregate_print(const struct al_aggregate *aggregate, FILE *out)
     fprintf(out, "refusals judged by %s; scores and rates in percent\n", aggregate->judge);
     fprintf(out, "%-8s %-24s %5s %8s %8s %9s %13s\n", "split", "category", "n", "score", "full", "refusal",
             "non-refusal");
-    print_row(out, "harmful", "(all)", &aggregate->harmful);
-    for (int c = 0; c < aggregate->n_categories; c++)
-        if (aggregate->categories[c].harmful)
-            print_row(out, "harmful", aggregate->categories[c].category, &aggregate->categories[c].stats);
-    print_row(out, "benign", "(all)", &aggregate->benign);
-    for (int c = 0; c < aggregate->n_categories; c++)
-        if (!aggregate->categories[c].harmful)
-            print_row(out, "benign", aggregate->categories[c].category, &aggregate->categories[c].stats);
+    print_split(aggregate, out, true, true);
+    print_split(aggregate, out, false, true);
+}
+
+void al_aggregate_print_refusals(const struct al_aggregate *aggregate, FILE *out)
+{
+    fprintf(out, "refusals judged by %s; rates in percent\n", aggregate->judge);
+    fprintf(out, "%-8s %-24s %5s %9s\n", "split", "category", "n", "refusal");
+    print_split(aggregate, out, true, false);
+    print_split(aggregate, out, false, false);
 }
 
 void al_aggregate_free(struct al_aggregate *aggregate)

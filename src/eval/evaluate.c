@@ -168,6 +168,9 @@ int al_evaluate(const struct al_eval_settings *settings, const struct al_eval_re
     }
     if (rc == 0)
         rc = aggregate(out);
+    out->plain_chat = settings->plain_chat_loss && al_eval_records_are_plain_chat(records, n);
+    if (rc == 0 && out->plain_chat)
+        rc = al_eval_reference_loss(settings->generator, records, n, &out->reference);
     if (rc != 0)
         al_eval_report_free(out);
     return rc;

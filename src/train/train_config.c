@@ -35,7 +35,7 @@ static const struct al_train_config_key keys[] = {
     TEXT_KEY("Model and data", model, "", FIXED,
              "Hugging Face model folder (config.json, *.safetensors, tokenizer), or a GGUF file (converted once "
              "into <file>.hf)"),
-    TEXT_KEY(NULL, train_data, "", FIXED, "training data: AgentAlign JSON array or JSONL"),
+    TEXT_KEY(NULL, train_data, "", FIXED, "training data: AgentAlign JSON array or JSONL, messages, Alpaca or ShareGPT JSONL"),
     TEXT_KEY(NULL, eval_data, "", FIXED, "separate evaluation data; empty: hold out eval_fraction of train_data"),
     INT_KEY(NULL, max_len, "2048", FIXED, "tokens per packed row, at most 1048576"),
     FLOAT_KEY(NULL, eval_fraction, "0.05", FIXED, "share of behaviour patterns held out for evaluation, in [0, 1)"),

@@ -155,9 +155,7 @@ char *al_train_config_help(const char *usage_line)
     int count = 0;
     const struct al_train_config_key *keys = al_train_config_keys(&count);
     append(&text, "%s\n\n", usage_line);
-    append(&text, "Every key can be set in the JSON file given with --config (as \"key\": value) and\n"
-                  "overridden on the command line with --key value. Keys marked * cannot change when\n"
-                  "a run is resumed.\n");
+    append(&text, "Keys marked * cannot change when a run is resumed.\n");
     for (int i = 0; i < count; i++) {
         const struct al_train_config_key *key = &keys[i];
         if (key->section)

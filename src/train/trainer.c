@@ -445,6 +445,15 @@ static int log_step(struct trainer *t, const struct step_outcome *out)
     return al_metrics_write(t->metrics, "train", t->state.step, metrics, (int)(sizeof metrics / sizeof metrics[0]));
 }
 
+/* A split's loss, or "none" when the eval records have no such split (plain chat data). */
+static void format_split_loss(char *out, size_t size, double loss)
+{
+    if (isnan(loss))
+        snprintf(out, size, "none");
+    else
+        snprintf(out, size, "%.4f", loss);
+}
+
 /* Teacher-forced loss on the eval records, harmful and benign separately. */
 static int evaluate(struct trainer *t)
 {
@@ -471,8 +480,11 @@ static int evaluate(struct trainer *t)
         {"loss_harmful", targets[1] ? sums[1] / (double)targets[1] : NAN},
         {"loss_benign", targets[0] ? sums[0] / (double)targets[0] : NAN},
     };
-    al_log_info("eval at step %lld: loss %.4f (harmful %.4f, benign %.4f)", (long long)t->state.step,
-                metrics[0].value, metrics[1].value, metrics[2].value);
+    char harmful[32], benign[32];
+    format_split_loss(harmful, sizeof harmful, metrics[1].value);
+    format_split_loss(benign, sizeof benign, metrics[2].value);
+    al_log_info("eval at step %lld: loss %.4f (harmful %s, benign %s)", (long long)t->state.step, metrics[0].value,
+                harmful, benign);
     return al_metrics_write(t->metrics, "eval", t->state.step, metrics, 3);
 }
 
