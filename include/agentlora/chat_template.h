@@ -115,7 +115,9 @@ struct al_chat_options {
      * mistral-v3, which always parses them. */
     bool string_arguments_as_objects;
     /* Text appended after the generation header (needs add_generation_prompt), e.g. a PING
-     * prefix that the model then continues. It is not part of any assistant span. */
+     * prefix that the model then continues. It is not part of any assistant span. Qwen3:
+     * the prefix starts the answer, so it implies disable_thinking (the prompt is then the
+     * start of the training text in which that answer begins with the prefix). */
     const char *assistant_prefix;
 };
 

@@ -175,6 +175,17 @@ static void append_assistant_prefix(struct chat_builder *b, enum al_chat_format 
     chat_append(b, prefix);
 }
 
+/* A forced prefix is where the answer starts, and a Qwen3 answer follows its think block:
+ * with a prefix the generation prompt gets the empty block that thinking disabled writes,
+ * so the prompt is the start of the training text of an answer without reasoning. */
+static struct al_chat_options with_prefix_rules(enum al_chat_format format, const struct al_chat_options *options)
+{
+    struct al_chat_options adjusted = *options;
+    if (format == AL_CHAT_QWEN3 && options->add_generation_prompt && options->assistant_prefix)
+        adjusted.disable_thinking = true;
+    return adjusted;
+}
+
 static void keep_final_turn_spans(struct chat_builder *b, const struct al_conversation *conv)
 {
     int last_user = -1;
@@ -198,7 +209,8 @@ int al_chat_render(enum al_chat_format format, const struct al_conversation *con
     if (!conv || conv->n_messages == 0)
         return al_fail("cannot render an empty conversation");
     struct chat_builder b = {.string_arguments_as_objects = options->string_arguments_as_objects};
-    int status = render_family(&b, format, conv, options);
+    struct al_chat_options adjusted = with_prefix_rules(format, options);
+    int status = render_family(&b, format, conv, &adjusted);
     if (status == 0 && options->add_generation_prompt && options->assistant_prefix)
         append_assistant_prefix(&b, format, options->assistant_prefix);
     if (status == 0 && !b.text)

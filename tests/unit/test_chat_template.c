@@ -239,16 +239,14 @@ Test(chat_template_spans, last_assistant_turn_only)
 /* ---- generation prompts -------------------------------------------------------------- */
 
 /* A prompt with a forced prefix must be exactly the start of the training text in
- * which the assistant's answer begins with that prefix. Qwen3's final turn opens with an
- * empty think block, which its prompt has only with thinking disabled (the other formats
- * ignore the option). */
+ * which the assistant's answer begins with that prefix (for Qwen3 the prefix implies
+ * thinking disabled, whose empty think block the final training turn opens with). */
 Test(chat_template_prompt, prefix_prompt_is_a_prefix_of_the_training_text)
 {
     struct al_conversation conv;
     parse(&conv, "{\"messages\": [{\"role\": \"user\", \"content\": \"Book a flight\"},"
                  " {\"role\": \"assistant\", \"content\": \"I will help safely. Here is the plan.\"}]}");
-    struct al_chat_options options = {
-        .date_string = "01 Jan 2025", .assistant_prefix = "I will help safely.", .disable_thinking = true};
+    struct al_chat_options options = {.date_string = "01 Jan 2025", .assistant_prefix = "I will help safely."};
     for (size_t f = 0; f < N_FORMATS; f++) {
         const char *name = al_chat_format_name(ALL_FORMATS[f]);
         struct al_rendered_chat full, prompt;
