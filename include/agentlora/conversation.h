@@ -48,7 +48,8 @@ struct al_conversation {
 /* Builds a conversation from one record. Errors (recorded with al_fail) name the source
  * file and the 1-based record number: malformed record, unknown role, tool-call
  * arguments that are not JSON, a tool result without a matching call, an empty
- * conversation, reasoning_content on a message that is not the assistant's. Extra keys are tolerated. */
+ * conversation, reasoning_content on a message that is not the assistant's. Extra keys
+ * are tolerated. */
 int al_conversation_from_json(struct al_conversation *conv, const struct cJSON *record, const char *source,
                               long record_number);
 void al_conversation_free(struct al_conversation *conv);
