@@ -11,6 +11,9 @@
  *                                 not any model's own template, but what a ChatML model
  *                                 without tool support (SmolLM2) is trained with on tool data;
  *                                 "auto" picks it for a SmolLM2 template
+ *   "qwen3"                       Qwen3 hybrid-thinking models (Qwen/Qwen3-0.6B's template):
+ *                                 ChatML, Qwen2.5's tool tags, <think></think> reasoning,
+ *                                 no default system prompt
  *   "mistral-nemo"                Mistral-Nemo-Instruct-2407 (both HF revisions)
  *   "mistral-v3"                  mistral-common's tokenizer v3 (Mistral-7B-Instruct-v0.3)
  *
@@ -24,6 +27,12 @@
  *  - Mistral Nemo: the system message appears only when the conversation ends with a
  *    user message (it is glued to that last user turn); tool-call ids must be 9 chars;
  *    add_generation_prompt changes nothing (there is no assistant header).
+ *  - Qwen3: an assistant's reasoning (reasoning_content, or the text before "</think>" in
+ *    its content) is shown only for assistant turns after the last user query; earlier
+ *    turns keep just their answer. The final assistant turn always has a <think> block,
+ *    empty when it has no reasoning. String tool-call arguments are written as they are
+ *    (not JSON-quoted, unlike Qwen2.5). No default system prompt. Every other format
+ *    has no place for reasoning (al_chat_format_check_fits refuses it).
  *  - mistral-v3 follows mistral-common, not a Jinja template: argument strings and tool
  *    results that parse as JSON are re-serialised as JSON values.
  * Tool-call arguments given as a JSON string are rendered as the template's `tojson`
@@ -48,6 +57,7 @@ enum al_chat_format {
     AL_CHAT_MISTRAL_NEMO,
     AL_CHAT_MISTRAL_V3,
     AL_CHAT_CHATML_TOOLS,
+    AL_CHAT_QWEN3,
 };
 
 /* The canonical name ("llama3.1", ...). */
@@ -70,8 +80,9 @@ int al_chat_format_from_tokenizer_config(const char *path, enum al_chat_format *
 int al_chat_format_for_model(const char *model_dir, const char *forced_name, enum al_chat_format *format);
 
 /* 0 when the format can show everything the conversation holds; -1 naming the format,
- * what it would drop (the tools list, a tool call, a tool result) and the formats that
- * can, for formats whose template silently leaves such content out (smollm2). The
+ * what it would drop (the tools list, a tool call, a tool result, an assistant's
+ * reasoning_content) and the formats that can, for formats whose template silently
+ * leaves such content out (smollm2 for tools; every format but qwen3 for reasoning). The
  * renderer itself stays exact to the template; callers that train or evaluate on the
  * text check this first. */
 int al_chat_format_check_fits(enum al_chat_format format, const struct al_conversation *conv);
@@ -92,6 +103,10 @@ struct al_chat_options {
     /* Llama 3: put tool schemas in the system message instead of the first user message
      * (the template's tools_in_user_message=false). */
     bool llama_tools_in_system;
+    /* Qwen3: the template's enable_thinking=false, which opens the generation prompt with
+     * an empty "<think>\n\n</think>\n\n" so the model answers without thinking. Needs
+     * add_generation_prompt; changes nothing in the rest of the text. */
+    bool disable_thinking;
     enum al_chat_mask mask;
     /* Render tool-call arguments that the record gave as a JSON string as if they had been
      * parsed into an object first (what callers who json.loads() them before
@@ -100,7 +115,9 @@ struct al_chat_options {
      * mistral-v3, which always parses them. */
     bool string_arguments_as_objects;
     /* Text appended after the generation header (needs add_generation_prompt), e.g. a PING
-     * prefix that the model then continues. It is not part of any assistant span. */
+     * prefix that the model then continues. It is not part of any assistant span. Qwen3:
+     * the prefix starts the answer, so it implies disable_thinking (the prompt is then the
+     * start of the training text in which that answer begins with the prefix). */
     const char *assistant_prefix;
 };
 
@@ -115,7 +132,8 @@ struct al_rendered_chat {
     char *text; /* NUL-terminated */
     size_t length;
     /* Assistant output, in order: each assistant message's content and/or tool calls
-     * together with its end-of-turn token (<|eot_id|>, <|im_end|>, </s>), never the
+     * (for Qwen3 with its <think> block when the template shows one) together with its
+     * end-of-turn token (<|eot_id|>, <|im_end|>, </s>), never the
      * assistant header nor any user, system or tool text. */
     struct al_chat_span *spans;
     int n_spans;

@@ -32,6 +32,10 @@ struct al_message {
     char *tool_call_id;    /* tool turns, may be NULL */
     struct al_tool_call *tool_calls;
     int n_tool_calls;
+    /* Assistant turns: the record's "reasoning_content" (the thinking before the answer,
+     * which Qwen3's template puts in <think></think>); NULL when absent or null, so that
+     * "" (given, and empty) stays distinguishable, as the template distinguishes them. */
+    char *reasoning_content;
 };
 
 struct al_conversation {
@@ -63,7 +67,8 @@ struct cJSON *al_record_to_messages_form(const struct cJSON *record, enum al_rec
 /* Builds a conversation from one record (any shape above). Errors (recorded with al_fail) name the source
  * file and the 1-based record number: malformed record, unknown role, tool-call
  * arguments that are not JSON, a tool result without a matching call, an empty
- * conversation. Extra keys are tolerated. */
+ * conversation, reasoning_content on a message that is not the assistant's. Extra keys
+ * are tolerated. */
 int al_conversation_from_json(struct al_conversation *conv, const struct cJSON *record, const char *source,
                               long record_number);
 void al_conversation_free(struct al_conversation *conv);

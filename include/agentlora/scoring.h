@@ -40,7 +40,8 @@ struct al_parsed_calls {
 /* Finds the tool calls in text generated in `format`:
  *   Llama 3 (3.1, 3.2): the whole assistant text, possibly after <|python_tag|>, is a JSON
  *     object {"name": ..., "parameters"|"arguments": {...}} (or a list of them);
- *   ChatML (Qwen2.5, SmolLM2): each <tool_call>\n{json}\n</tool_call> block;
+ *   ChatML (Qwen2.5, SmolLM2, chatml-tools): each <tool_call>\n{json}\n</tool_call> block;
+ *   Qwen3: the same blocks after the last </think> (none while a <think> is unclosed);
  *   Mistral (NeMo, v3): [TOOL_CALLS] followed by a JSON list of {"name", "arguments"}.
  * Text without calls gives n_calls = 0. Text that opens a call but does not parse gives a
  * call with malformed = true (it counts as an attempt with invalid arguments). Arguments

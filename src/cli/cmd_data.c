@@ -43,7 +43,7 @@ static void usage(FILE *out)
             "  --model DIR            model folder: tokenizer.json or tokenizer.model, tokenizer_config.json\n"
             "                         (or a GGUF file, converted once into <file>.hf beside it)\n"
             "  --template NAME        force the chat format: llama3.1, llama3.2, chatml-qwen2.5, smollm2,\n"
-            "                         mistral-nemo, mistral-v3, chatml-tools (default: recognised from\n"
+            "                         chatml-tools, qwen3, mistral-nemo, mistral-v3 (default: recognised from\n"
             "                         tokenizer_config.json)\n"
             "  --ping-prefixes F      PING prefixes (JSON list, or one per line)\n"
             "  --ping-mode M          train (default with --ping-prefixes) or none\n"

@@ -209,6 +209,21 @@ static int read_content(struct al_message *message, const cJSON *object, const s
     return message->content ? 0 : fail_out_of_memory(at);
 }
 
+/* Only assistants reason; like a tool call, reasoning elsewhere is refused rather than
+ * dropped, since no template would render it. */
+static int read_reasoning(struct al_message *message, const cJSON *object, const struct reading *at)
+{
+    const cJSON *reasoning = cJSON_GetObjectItemCaseSensitive(object, "reasoning_content");
+    if (!reasoning || cJSON_IsNull(reasoning))
+        return 0;
+    if (!cJSON_IsString(reasoning))
+        return fail_at(at, "\"reasoning_content\" must be a string or null");
+    if (message->role != AL_ROLE_ASSISTANT)
+        return fail_at(at, "only assistant messages may carry reasoning_content");
+    message->reasoning_content = strdup(reasoning->valuestring);
+    return message->reasoning_content ? 0 : fail_out_of_memory(at);
+}
+
 static int read_message(struct al_message *message, const cJSON *object, const struct reading *at)
 {
     if (!cJSON_IsObject(object))
@@ -228,6 +243,8 @@ static int read_message(struct al_message *message, const cJSON *object, const s
             copy_optional_string(&message->tool_call_id, object, "tool_call_id", at) != 0)
             return -1;
     }
+    if (read_reasoning(message, object, at) != 0)
+        return -1;
     return read_tool_calls(message, object, at);
 }
 
@@ -359,6 +376,7 @@ static void free_message(struct al_message *message)
     free(message->content);
     free(message->name);
     free(message->tool_call_id);
+    free(message->reasoning_content);
     for (int c = 0; c < message->n_tool_calls; c++) {
         free(message->tool_calls[c].id);
         free(message->tool_calls[c].name);

@@ -158,6 +158,18 @@ static int parse_chatml(const char *text, struct al_parsed_calls *out)
     return 0;
 }
 
+/* Qwen3: the calls follow the thinking, which may well mention "<tool_call>" while the
+ * model plans; only what comes after the last "</think>" is the answer, and a text cut
+ * off while still thinking has none. */
+static int parse_qwen3(const char *text, struct al_parsed_calls *out)
+{
+    if (strstr(text, "<think>") && !strstr(text, "</think>"))
+        return 0;
+    for (const char *close = strstr(text, "</think>"); close; close = strstr(close + 1, "</think>"))
+        text = close + strlen("</think>");
+    return parse_chatml(text, out);
+}
+
 /* Mistral: [TOOL_CALLS] then a JSON list; whatever follows the list (</s>) is ignored. */
 static int parse_mistral(const char *text, struct al_parsed_calls *out)
 {
@@ -189,6 +201,7 @@ int al_parse_tool_calls(enum al_chat_format format, const char *text, struct al_
     case AL_CHAT_CHATML_QWEN25:
     case AL_CHAT_SMOLLM2:
     case AL_CHAT_CHATML_TOOLS: status = parse_chatml(text, out); break;
+    case AL_CHAT_QWEN3: status = parse_qwen3(text, out); break;
     case AL_CHAT_MISTRAL_NEMO:
     case AL_CHAT_MISTRAL_V3: status = parse_mistral(text, out); break;
     default: status = al_fail("tool-call parsing: unknown chat format %d", (int)format); break;

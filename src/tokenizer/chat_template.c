@@ -27,6 +27,7 @@ static const struct format_name format_names[] = {
     {"mistral-nemo", AL_CHAT_MISTRAL_NEMO},
     {"mistral-v3", AL_CHAT_MISTRAL_V3},
     {"chatml-tools", AL_CHAT_CHATML_TOOLS},
+    {"qwen3", AL_CHAT_QWEN3},
 };
 
 #define N_FORMAT_NAMES (sizeof format_names / sizeof format_names[0])
@@ -48,7 +49,7 @@ int al_chat_format_from_name(const char *name, enum al_chat_format *format)
         }
     }
     return al_fail("unknown chat format \"%s\" (known: llama3.1, llama3, llama3.2, chatml-qwen2.5, qwen2.5, "
-                   "smollm2, mistral-nemo, mistral-v3, chatml-tools)",
+                   "smollm2, mistral-nemo, mistral-v3, chatml-tools, qwen3)",
                    name);
 }
 
@@ -77,6 +78,13 @@ static const struct template_signature signatures[] = {
      {"<|im_start|>", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", "# Tools",
       "<tool_call>", "<tool_response>", NULL},
      NULL},
+    /* Qwen3's hybrid-thinking template. The enable_thinking switch is required because
+     * the renderer reproduces it: a Qwen3 template without it renders its generation
+     * prompt differently and is better refused than rendered wrongly. */
+    {AL_CHAT_QWEN3,
+     {"<|im_start|>", "# Tools", "<tool_call>", "<tool_response>", "reasoning_content",
+      "enable_thinking is defined and enable_thinking is false"},
+     NULL},
     {AL_CHAT_SMOLLM2,
      {"<|im_start|>", "You are a helpful AI assistant named SmolLM, trained by Hugging Face", NULL},
      "tool"},
@@ -104,8 +112,8 @@ int al_chat_format_from_template(const char *template_source, enum al_chat_forma
             return 0;
         }
     }
-    return al_fail("chat template not recognised (supported: Llama 3.1, Llama 3.2, Qwen2.5, SmolLM2, "
-                   "Mistral Nemo, mistral-common v3); choose a format by name instead");
+    return al_fail("chat template not recognised (supported: Llama 3.1, Llama 3.2, Qwen2.5, Qwen3, "
+                   "SmolLM2, Mistral Nemo, mistral-common v3); choose a format by name instead");
 }
 
 /* "chat_template" is a string, or a list of {"name", "template"} (use "default"). */
@@ -153,6 +161,7 @@ static int render_family(struct chat_builder *b, enum al_chat_format format, con
     case AL_CHAT_MISTRAL_NEMO: return chat_render_mistral_nemo(b, conv, options);
     case AL_CHAT_MISTRAL_V3: return chat_render_mistral_v3(b, conv, options);
     case AL_CHAT_CHATML_TOOLS: return chat_render_chatml_tools(b, conv, options);
+    case AL_CHAT_QWEN3: return chat_render_qwen3(b, conv, options);
     }
     return al_fail("unknown chat format %d", (int)format);
 }
@@ -164,6 +173,17 @@ static void append_assistant_prefix(struct chat_builder *b, enum al_chat_format 
     if (format == AL_CHAT_MISTRAL_V3)
         chat_append(b, " ");
     chat_append(b, prefix);
+}
+
+/* A forced prefix is where the answer starts, and a Qwen3 answer follows its think block:
+ * with a prefix the generation prompt gets the empty block that thinking disabled writes,
+ * so the prompt is the start of the training text of an answer without reasoning. */
+static struct al_chat_options with_prefix_rules(enum al_chat_format format, const struct al_chat_options *options)
+{
+    struct al_chat_options adjusted = *options;
+    if (format == AL_CHAT_QWEN3 && options->add_generation_prompt && options->assistant_prefix)
+        adjusted.disable_thinking = true;
+    return adjusted;
 }
 
 static void keep_final_turn_spans(struct chat_builder *b, const struct al_conversation *conv)
@@ -189,7 +209,8 @@ int al_chat_render(enum al_chat_format format, const struct al_conversation *con
     if (!conv || conv->n_messages == 0)
         return al_fail("cannot render an empty conversation");
     struct chat_builder b = {.string_arguments_as_objects = options->string_arguments_as_objects};
-    int status = render_family(&b, format, conv, options);
+    struct al_chat_options adjusted = with_prefix_rules(format, options);
+    int status = render_family(&b, format, conv, &adjusted);
     if (status == 0 && options->add_generation_prompt && options->assistant_prefix)
         append_assistant_prefix(&b, format, options->assistant_prefix);
     if (status == 0 && !b.text)

@@ -98,7 +98,7 @@ static void append_qwen_tool_calls(struct chat_builder *b, const struct al_messa
     chat_append(b, "\n");
 }
 
-static void append_qwen_tool_result(struct chat_builder *b, const struct al_conversation *conv, int index)
+static void append_tool_result(struct chat_builder *b, const struct al_conversation *conv, int index)
 {
     bool opens_turn = index == 0 || conv->messages[index - 1].role != AL_ROLE_TOOL;
     bool closes_turn = index == conv->n_messages - 1 || conv->messages[index + 1].role != AL_ROLE_TOOL;
@@ -119,7 +119,17 @@ static void render_qwen(struct chat_builder *b, const struct al_conversation *co
     chat_chatml_append_messages(b, conv);
 }
 
-void chat_chatml_append_messages(struct chat_builder *b, const struct al_conversation *conv)
+static void append_qwen25_assistant(struct chat_builder *b, const struct al_conversation *conv, int index)
+{
+    const struct al_message *message = &conv->messages[index];
+    if (message->n_tool_calls > 0)
+        append_qwen_tool_calls(b, message, index);
+    else
+        append_turn(b, message, index);
+}
+
+void chat_chatml_append_messages_with(struct chat_builder *b, const struct al_conversation *conv,
+                                      chat_assistant_writer append_assistant)
 {
     for (int i = 0; i < conv->n_messages; i++) {
         const struct al_message *message = &conv->messages[i];
@@ -129,15 +139,15 @@ void chat_chatml_append_messages(struct chat_builder *b, const struct al_convers
                 append_turn(b, message, i);
             break;
         case AL_ROLE_USER: append_turn(b, message, i); break;
-        case AL_ROLE_ASSISTANT:
-            if (message->n_tool_calls > 0)
-                append_qwen_tool_calls(b, message, i);
-            else
-                append_turn(b, message, i);
-            break;
-        case AL_ROLE_TOOL: append_qwen_tool_result(b, conv, i); break;
+        case AL_ROLE_ASSISTANT: append_assistant(b, conv, i); break;
+        case AL_ROLE_TOOL: append_tool_result(b, conv, i); break;
         }
     }
+}
+
+void chat_chatml_append_messages(struct chat_builder *b, const struct al_conversation *conv)
+{
+    chat_chatml_append_messages_with(b, conv, append_qwen25_assistant);
 }
 
 static void render_smollm2(struct chat_builder *b, const struct al_conversation *conv)

@@ -5,8 +5,8 @@
  * template has no place for tools (SmolLM2), so that tool data trains without a system
  * prompt that names another vendor's model.
  *
- * Also here: which formats can show what a conversation holds (al_chat_format_check_fits)
- * and the "auto" choice for SmolLM2 templates. */
+ * Also here: which formats can show what a conversation holds (al_chat_format_check_fits:
+ * tools, and Qwen3's reasoning) and the "auto" choice for SmolLM2 templates. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
@@ -14,7 +14,7 @@
 #include "agentlora/log.h"
 #include "chat_template_internal.h"
 
-static void append_system_turn(struct chat_builder *b, const struct al_conversation *conv)
+void chat_chatml_append_system_turn(struct chat_builder *b, const struct al_conversation *conv)
 {
     bool has_system = conv->messages[0].role == AL_ROLE_SYSTEM;
     bool has_tools = conv->tools && cJSON_GetArraySize(conv->tools) > 0;
@@ -33,7 +33,7 @@ static void append_system_turn(struct chat_builder *b, const struct al_conversat
 int chat_render_chatml_tools(struct chat_builder *b, const struct al_conversation *conv,
                              const struct al_chat_options *options)
 {
-    append_system_turn(b, conv);
+    chat_chatml_append_system_turn(b, conv);
     chat_chatml_append_messages(b, conv);
     if (options->add_generation_prompt)
         chat_append(b, "<|im_start|>assistant\n");
@@ -69,15 +69,39 @@ static bool first_tool_content(const struct al_conversation *conv, char *what, s
     return false;
 }
 
-int al_chat_format_check_fits(enum al_chat_format format, const struct al_conversation *conv)
+static int check_tools_fit(enum al_chat_format format, const struct al_conversation *conv)
 {
     char what[128];
     if (!format_drops_tools(format) || !first_tool_content(conv, what, sizeof what))
         return 0;
     return al_fail("chat format %s cannot represent %s: its template leaves tools, tool calls and tool results "
                    "out of the text; formats that can: chatml-tools (ChatML, no system prompt added), "
-                   "chatml-qwen2.5, llama3.1, llama3.2, mistral-nemo, mistral-v3",
+                   "chatml-qwen2.5, qwen3, llama3.1, llama3.2, mistral-nemo, mistral-v3",
                    al_chat_format_name(format), what);
+}
+
+/* Only Qwen3's template has a place for an assistant's thinking; the others would train
+ * on the answer as if the reasoning had never been there. An empty reasoning_content
+ * loses nothing. */
+static int check_reasoning_fits(enum al_chat_format format, const struct al_conversation *conv)
+{
+    if (format == AL_CHAT_QWEN3)
+        return 0;
+    for (int i = 0; i < conv->n_messages; i++) {
+        const char *reasoning = conv->messages[i].reasoning_content;
+        if (reasoning && reasoning[0])
+            return al_fail("chat format %s cannot represent the reasoning_content of message %d: its template "
+                           "has no place for an assistant's reasoning; the format that can: qwen3",
+                           al_chat_format_name(format), i + 1);
+    }
+    return 0;
+}
+
+int al_chat_format_check_fits(enum al_chat_format format, const struct al_conversation *conv)
+{
+    if (check_tools_fit(format, conv) != 0)
+        return -1;
+    return check_reasoning_fits(format, conv);
 }
 
 enum al_chat_format chat_format_for_smollm2_models(const char *model_dir)

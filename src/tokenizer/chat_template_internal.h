@@ -61,6 +61,8 @@ int chat_render_mistral_v3(struct chat_builder *b, const struct al_conversation 
                            const struct al_chat_options *options);
 int chat_render_chatml_tools(struct chat_builder *b, const struct al_conversation *conv,
                              const struct al_chat_options *options);
+int chat_render_qwen3(struct chat_builder *b, const struct al_conversation *conv,
+                      const struct al_chat_options *options);
 
 /* Pieces of the Qwen2.5 ChatML renderer that chatml-tools shares: the tools section of the
  * system turn (intro, one JSON line per tool, outro ending the turn; with_heading_gap false
@@ -68,6 +70,15 @@ int chat_render_chatml_tools(struct chat_builder *b, const struct al_conversatio
  * system turn. */
 void chat_chatml_append_tools(struct chat_builder *b, const struct al_conversation *conv, bool with_heading_gap);
 void chat_chatml_append_messages(struct chat_builder *b, const struct al_conversation *conv);
+
+/* Qwen3's ChatML differs from Qwen2.5's only in its assistant turns (and in having no
+ * default system prompt): the same message loop with another writer for those, and
+ * chatml-tools' system turn (the record's system message and/or the tools section, no
+ * vendor prompt, nothing when there is neither). */
+typedef void (*chat_assistant_writer)(struct chat_builder *b, const struct al_conversation *conv, int index);
+void chat_chatml_append_messages_with(struct chat_builder *b, const struct al_conversation *conv,
+                                      chat_assistant_writer append_assistant);
+void chat_chatml_append_system_turn(struct chat_builder *b, const struct al_conversation *conv);
 
 /* The format "auto" gives a model whose template is SmolLM2's (chatml-tools, said once
  * on the log). */

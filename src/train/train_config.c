@@ -47,10 +47,11 @@ static const struct al_train_config_key keys[] = {
     TEXT_KEY(NULL, chat_format, "auto", FIXED,
              "auto (recognised from tokenizer_config.json; SmolLM2's template gives chatml-tools) | llama3.1 | "
              "llama3.2 | chatml-qwen2.5 | smollm2 (no tools) | chatml-tools (ChatML with tool tags, no system "
-             "prompt added) | mistral-nemo | mistral-v3"),
+             "prompt added) | qwen3 (tool tags, <think> reasoning) | mistral-nemo | mistral-v3"),
     BOOL_KEY(NULL, last_turn_only, "false", FIXED, "train only on the final assistant turn of each record"),
     BOOL_KEY(NULL, arguments_as_strings, "false", FIXED,
-             "render tool-call arguments given as JSON strings as quoted strings (default: as objects)"),
+             "render tool-call arguments given as JSON strings as strings (quoted; qwen3 writes them as they are) "
+             "(default: as objects)"),
     BOOL_KEY(NULL, strict_data, "false", FREE, "stop at the first malformed record (default: skip and count it)"),
 
     INT_KEY("LoRA", lora_r, "16", FIXED, "rank r, at most 65536"),

@@ -1,7 +1,8 @@
 /* Runs that cannot learn are refused or warned about before they waste the time: the
  * default one-epoch run on five records (all in one batch of 4096 tokens: one step, at
  * warmup's learning rate 0), warmup that covers every step, eval_every with no eval
- * records, and a chat format that would drop the tool calls the records hold. */
+ * records, and a chat format that would drop the tool calls or the reasoning the records
+ * hold. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -103,6 +104,35 @@ Test(train_learnability, a_chat_format_that_drops_tool_calls_is_refused, .timeou
                           "--device", "cpu", "--output_dir", s.out, "--run_name", "tools", NULL);
     cr_assert_eq(status, 0, "%s", output);
     free(output);
+    scratch_teardown(&s);
+}
+
+/* Only qwen3 has a place for an assistant's reasoning_content: another format refuses the
+ * records, naming itself, the record and qwen3, which trains them. */
+Test(train_learnability, a_chat_format_without_reasoning_is_refused, .timeout = 60)
+{
+    struct scratch s;
+    scratch_setup(&s);
+    static const char record[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"What is 2+2?\"},"
+                                 " {\"role\": \"assistant\", \"reasoning_content\": \"Two and two.\","
+                                 " \"content\": \"4\"}]}\n";
+    char *lines = al_strdup_printf("%s%s%s%s", record, record, record, record);
+    char *data = test_write_file(s.root, "reasoning.jsonl", lines, strlen(lines));
+    char *output = NULL;
+    int status = test_run_cli(&output, COMMON_ARGS(s), "--train_data", data, "--max_len", TRAIN_TEST_MAX_LEN,
+                              "--max_steps", "2", "--run_name", "qwen25", NULL);
+    cr_assert_eq(status, 1, "%s", output);
+    cr_assert(strstr(output, "chat format chatml-qwen2.5 cannot represent the reasoning_content of message 2") &&
+                  strstr(output, "reasoning.jsonl record ") && strstr(output, "qwen3"),
+              "%s", output);
+    free(output);
+    status = test_run_cli(&output, "train", "--model", s.model, "--chat_format", "qwen3", "--train_data", data,
+                          "--max_len", TRAIN_TEST_MAX_LEN, "--max_steps", "2", "--lora_r", "4", "--warmup_ratio", "0",
+                          "--device", "cpu", "--output_dir", s.out, "--run_name", "qwen3", NULL);
+    cr_assert_eq(status, 0, "%s", output);
+    free(output);
+    free(data);
+    free(lines);
     scratch_teardown(&s);
 }
 

@@ -13,8 +13,9 @@
 #include "agentlora/file.h"
 #include "test_support.h"
 
-static const enum al_chat_format ALL_FORMATS[] = {AL_CHAT_LLAMA31,      AL_CHAT_LLAMA32,     AL_CHAT_CHATML_QWEN25,
-                                                  AL_CHAT_SMOLLM2,      AL_CHAT_MISTRAL_NEMO, AL_CHAT_MISTRAL_V3};
+static const enum al_chat_format ALL_FORMATS[] = {AL_CHAT_LLAMA31,      AL_CHAT_LLAMA32,    AL_CHAT_CHATML_QWEN25,
+                                                  AL_CHAT_SMOLLM2,      AL_CHAT_MISTRAL_NEMO, AL_CHAT_MISTRAL_V3,
+                                                  AL_CHAT_QWEN3};
 #define N_FORMATS (sizeof ALL_FORMATS / sizeof ALL_FORMATS[0])
 
 static void parse(struct al_conversation *conv, const char *json)
@@ -46,7 +47,8 @@ Test(chat_template_format, names_and_aliases)
     } names[] = {{"llama3", AL_CHAT_LLAMA31},         {"llama3.1", AL_CHAT_LLAMA31},
                  {"llama3.2", AL_CHAT_LLAMA32},       {"chatml-qwen2.5", AL_CHAT_CHATML_QWEN25},
                  {"qwen2.5", AL_CHAT_CHATML_QWEN25},  {"smollm2", AL_CHAT_SMOLLM2},
-                 {"mistral-nemo", AL_CHAT_MISTRAL_NEMO}, {"mistral-v3", AL_CHAT_MISTRAL_V3}};
+                 {"mistral-nemo", AL_CHAT_MISTRAL_NEMO}, {"mistral-v3", AL_CHAT_MISTRAL_V3},
+                 {"qwen3", AL_CHAT_QWEN3}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         enum al_chat_format format = (enum al_chat_format)-1;
         cr_assert_eq(al_chat_format_from_name(names[i].name, &format), 0, "%s", names[i].name);
@@ -95,6 +97,7 @@ Test(chat_template_format, recognises_the_original_templates)
     assert_template_file_recognised("templates/meta-llama-Llama-3.1-8B-Instruct.jinja", AL_CHAT_LLAMA31);
     assert_template_file_recognised("templates/meta-llama-Llama-3.2-3B-Instruct.jinja", AL_CHAT_LLAMA32);
     assert_template_file_recognised("templates/Qwen-Qwen2.5-7B-Instruct.jinja", AL_CHAT_CHATML_QWEN25);
+    assert_template_file_recognised("templates/Qwen-Qwen3-0.6B.jinja", AL_CHAT_QWEN3);
     assert_template_file_recognised("templates/mistralai-Mistral-Nemo-Instruct-2407.jinja", AL_CHAT_MISTRAL_NEMO);
     assert_template_file_recognised("templates/mistral-common.v3_spm.jinja", AL_CHAT_MISTRAL_V3);
 }
@@ -180,6 +183,10 @@ static const struct expected_spans AGENT_TURN_SPANS[] = {
      {"Hello.<|im_end|>", "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call><|im_end|>",
       "Done.<|im_end|>"}},
     {AL_CHAT_SMOLLM2, {"Hello.<|im_end|>", "<|im_end|>", "Done.<|im_end|>"}},
+    /* The final turn's (empty) think block is output: in thinking mode the model writes it. */
+    {AL_CHAT_QWEN3,
+     {"Hello.<|im_end|>", "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call><|im_end|>",
+      "<think>\n\n</think>\n\nDone.<|im_end|>"}},
     {AL_CHAT_MISTRAL_NEMO,
      {"Hello.</s>", "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"a\": 1}, \"id\": \"abcdefghi\"}]</s>",
       "Done.</s>"}},
@@ -232,7 +239,8 @@ Test(chat_template_spans, last_assistant_turn_only)
 /* ---- generation prompts -------------------------------------------------------------- */
 
 /* A prompt with a forced prefix must be exactly the start of the training text in
- * which the assistant's answer begins with that prefix. */
+ * which the assistant's answer begins with that prefix (for Qwen3 the prefix implies
+ * thinking disabled, whose empty think block the final training turn opens with). */
 Test(chat_template_prompt, prefix_prompt_is_a_prefix_of_the_training_text)
 {
     struct al_conversation conv;
@@ -292,6 +300,7 @@ Test(chat_template_prompt, generation_headers)
         {AL_CHAT_SMOLLM2, "Hi<|im_end|>\n<|im_start|>assistant\n"},
         {AL_CHAT_MISTRAL_NEMO, "<s>[INST]Hi[/INST]"},
         {AL_CHAT_MISTRAL_V3, "<s>[INST] Hi[/INST]"},
+        {AL_CHAT_QWEN3, "Hi<|im_end|>\n<|im_start|>assistant\n"},
     };
     struct al_chat_options options = {.add_generation_prompt = true};
     for (size_t i = 0; i < sizeof endings / sizeof endings[0]; i++) {

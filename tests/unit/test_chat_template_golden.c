@@ -104,6 +104,7 @@ static void check_format_against_golden(const char *format_name, bool arguments_
         struct al_chat_options options = {
             .add_generation_prompt = case_flag(test_case, "add_generation_prompt"),
             .llama_tools_in_system = case_flag(test_case, "llama_tools_in_system"),
+            .disable_thinking = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(test_case, "enable_thinking")),
             .date_string = GOLDEN_DATE_STRING,
             .string_arguments_as_objects = arguments_as_objects,
         };
@@ -141,6 +142,7 @@ Test(chat_template_golden, llama32) { check_format_against_golden("llama3.2", fa
 Test(chat_template_golden, qwen25) { check_format_against_golden("chatml-qwen2.5", false); }
 Test(chat_template_golden, smollm2) { check_format_against_golden("smollm2", false); }
 Test(chat_template_golden, mistral_nemo) { check_format_against_golden("mistral-nemo", false); }
+Test(chat_template_golden, qwen3) { check_format_against_golden("qwen3", false); }
 
 /* The same conversations with string arguments parsed before rendering. */
 Test(chat_template_golden, llama31_arguments_as_objects) { check_format_against_golden("llama3.1", true); }
@@ -148,6 +150,7 @@ Test(chat_template_golden, llama32_arguments_as_objects) { check_format_against_
 Test(chat_template_golden, qwen25_arguments_as_objects) { check_format_against_golden("chatml-qwen2.5", true); }
 Test(chat_template_golden, smollm2_arguments_as_objects) { check_format_against_golden("smollm2", true); }
 Test(chat_template_golden, mistral_nemo_arguments_as_objects) { check_format_against_golden("mistral-nemo", true); }
+Test(chat_template_golden, qwen3_arguments_as_objects) { check_format_against_golden("qwen3", true); }
 
 /* ---- mistral-common v3 samples ----------------------------------------------------- */
 

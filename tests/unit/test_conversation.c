@@ -159,6 +159,26 @@ Test(conversation, rejects_bad_tool_calls)
                     "only assistant messages");
 }
 
+Test(conversation, reasoning_content_of_assistant_messages)
+{
+    struct al_conversation conv;
+    cr_assert_eq(from_text(&conv, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"},"
+                                  " {\"role\": \"assistant\", \"reasoning_content\": \"think\", \"content\": \"a\"},"
+                                  " {\"role\": \"assistant\", \"reasoning_content\": \"\", \"content\": \"b\"},"
+                                  " {\"role\": \"assistant\", \"reasoning_content\": null, \"content\": \"c\"}]}"),
+                 0, "%s", al_error_message());
+    cr_assert_null(conv.messages[0].reasoning_content);
+    cr_assert_str_eq(conv.messages[1].reasoning_content, "think");
+    cr_assert_str_eq(conv.messages[2].reasoning_content, "", "given but empty is kept apart from absent");
+    cr_assert_null(conv.messages[3].reasoning_content);
+    al_conversation_free(&conv);
+    assert_rejected("{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"reasoning_content\": \"r\"}]}",
+                    "only assistant messages may carry reasoning_content");
+    assert_rejected("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"},"
+                    " {\"role\": \"assistant\", \"content\": \"a\", \"reasoning_content\": 3}]}",
+                    "\"reasoning_content\" must be a string");
+}
+
 Test(conversation, rejects_unmatched_tool_results)
 {
     /* message 3 names a call id that was never made */

@@ -10,6 +10,9 @@ carries the model's bos/eos tokens, and writes tests/golden/chat/expected_<forma
 {"template": <source file>, "cases": {<name>: {"text": ...} | {"error": ...}},
 "cases_arguments_as_objects": the same with string tool-call arguments json.loads()-ed
 first (checked with the renderer's string_arguments_as_objects option)}.
+Per-case options: add_generation_prompt, llama_tools_in_system (Llama 3's
+tools_in_user_message=False) and enable_thinking (Qwen3), passed as apply_chat_template
+keyword arguments; templates ignore the ones they do not know.
 Records may name AgentAlign tools by "synthetic_tools": [...]; they are resolved from
 /work/shared/agentalign/synthetic_tools.json here and in the C test alike.
 """
@@ -27,8 +30,9 @@ SHARED = os.environ.get("AL_SHARED_DIR", os.path.join(HERE, "..", "..", "..", ".
 TEMPLATES = os.path.join(SHARED, "templates")
 DATE_STRING = "05 Mar 2025"  # passed to every template; only Llama 3 uses it
 
-# format name -> (tokenizer_config.json with the original template, alternative template
-# files that must render identically)
+# format name -> (tokenizer_config.json with the original template, or the bare .jinja
+# template when no whole config was collected; alternative template files that must
+# render identically)
 FORMATS = {
     "llama3.1": ("Llama-3.1-8B-Instruct.tokenizer_config.json", ["meta-llama-Llama-3.1-8B-Instruct.jinja"]),
     "llama3.2": ("Llama-3.2-Instruct.tokenizer_config.json", ["meta-llama-Llama-3.2-3B-Instruct.jinja"]),
@@ -36,7 +40,25 @@ FORMATS = {
     "smollm2": ("SmolLM2-Instruct.tokenizer_config.json", []),
     "mistral-nemo": ("Mistral-Nemo-Instruct-2407.tokenizer_config.json",
                      ["mistralai-Mistral-Nemo-Instruct-2407.jinja"]),
+    "qwen3": ("Qwen-Qwen3-0.6B.jinja", []),
 }
+
+# The special tokens of models whose template is a bare .jinja file (Qwen/Qwen3-0.6B's
+# tokenizer_config.json: bos_token null, eos_token "<|im_end|>").
+BARE_TEMPLATE_TOKENS = {
+    "Qwen-Qwen3-0.6B.jinja": {"bos_token": None, "eos_token": "<|im_end|>"},
+}
+
+
+def load_format(template_file):
+    """The tokenizer config (for its special tokens) and the original chat template."""
+    with open(os.path.join(TEMPLATES, template_file)) as f:
+        if template_file.endswith(".jinja"):
+            config = dict(BARE_TEMPLATE_TOKENS[template_file])
+            config["chat_template"] = f.read()
+        else:
+            config = json.load(f)
+    return config
 
 
 def make_tokenizer(config, template):
@@ -82,6 +104,8 @@ def render(tokenizer, case, record):
     kwargs = {"date_string": DATE_STRING}
     if case.get("llama_tools_in_system"):
         kwargs["tools_in_user_message"] = False
+    if "enable_thinking" in case:  # Qwen3's switch; the other templates ignore it
+        kwargs["enable_thinking"] = case["enable_thinking"]
     # transformers hands the template what the caller passes; a JSON null content is None.
     messages = [dict(m) for m in record["messages"]]
     for m in messages:
@@ -102,8 +126,7 @@ def main():
     with open(os.path.join(SHARED, "agentalign", "synthetic_tools.json")) as f:
         synthetic_tools = json.load(f)
     for name, (config_file, alternatives) in FORMATS.items():
-        with open(os.path.join(TEMPLATES, config_file)) as f:
-            config = json.load(f)
+        config = load_format(config_file)
         tokenizer = make_tokenizer(config, config["chat_template"])
         results = {}
         parsed_results = {}
