@@ -47,6 +47,11 @@ struct al_parsed_calls {
  * call with malformed = true (it counts as an attempt with invalid arguments). Arguments
  * given as a JSON string are parsed. Returns 0, or -1 on no memory. */
 int al_parse_tool_calls(enum al_chat_format format, const char *text, struct al_parsed_calls *out);
+
+/* The answer in a generated text: for Qwen3, what follows the last </think> (NULL while a
+ * <think> is still open: the text was cut off before any answer); for every other
+ * format the whole text. What the judge and the tool-call parser read. */
+const char *al_answer_after_thinking(enum al_chat_format format, const char *text);
 void al_parsed_calls_free(struct al_parsed_calls *calls);
 
 /* Checks arguments against a JSON-schema "parameters" object (NULL: any object) : required keys present,

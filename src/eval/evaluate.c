@@ -101,7 +101,10 @@ static int judge_and_score(const struct al_eval_settings *settings, const struct
         return al_fail("out of memory");
     if (al_parse_tool_calls(settings->generator->format, item->completion, &item->calls) != 0)
         return al_fail("out of memory parsing the tool calls of record %ld", record->record_number);
-    if (al_judge_response(settings->judge, item->completion, item->calls.n_calls > 0, &item->verdict) != 0) {
+    /* A thinking model's reasoning often weighs a refusal it then does not make: the judge
+     * reads the answer only (none yet when the text was cut off while thinking). */
+    const char *answer = al_answer_after_thinking(settings->generator->format, item->completion);
+    if (al_judge_response(settings->judge, answer ? answer : "", item->calls.n_calls > 0, &item->verdict) != 0) {
         al_error_context("judging record %ld", record->record_number);
         return -1;
     }

@@ -158,16 +158,24 @@ static int parse_chatml(const char *text, struct al_parsed_calls *out)
     return 0;
 }
 
-/* Qwen3: the calls follow the thinking, which may well mention "<tool_call>" while the
- * model plans; only what comes after the last "</think>" is the answer, and a text cut
- * off while still thinking has none. */
-static int parse_qwen3(const char *text, struct al_parsed_calls *out)
+const char *al_answer_after_thinking(enum al_chat_format format, const char *text)
 {
+    if (format != AL_CHAT_QWEN3 || !text)
+        return text;
     if (strstr(text, "<think>") && !strstr(text, "</think>"))
-        return 0;
+        return NULL;
     for (const char *close = strstr(text, "</think>"); close; close = strstr(close + 1, "</think>"))
         text = close + strlen("</think>");
-    return parse_chatml(text, out);
+    return text;
+}
+
+/* Qwen3: the calls follow the thinking, which may well mention "<tool_call>" while the
+ * model plans; only the answer after it counts, and a text cut off while still thinking
+ * has none. */
+static int parse_qwen3(const char *text, struct al_parsed_calls *out)
+{
+    const char *answer = al_answer_after_thinking(AL_CHAT_QWEN3, text);
+    return answer ? parse_chatml(answer, out) : 0;
 }
 
 /* Mistral: [TOOL_CALLS] then a JSON list; whatever follows the list (</s>) is ignored. */

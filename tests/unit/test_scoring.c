@@ -313,3 +313,15 @@ Test(scoring_item, reference_without_a_call)
     al_parsed_calls_free(&calls);
     al_conversation_free(&reference);
 }
+
+/* What the judge and the parser read of a Qwen3 text: the answer after the thinking. */
+Test(scoring, qwen3_answer_is_what_follows_the_last_think_block)
+{
+    const char *text = "<think>\nShould I refuse? I cannot decide.\n</think>\n\nSure, here it is.";
+    cr_assert_str_eq(al_answer_after_thinking(AL_CHAT_QWEN3, text), "\n\nSure, here it is.");
+    cr_assert_null(al_answer_after_thinking(AL_CHAT_QWEN3, "<think>\nI can't help with"),
+                   "a text cut off while thinking has no answer");
+    cr_assert_str_eq(al_answer_after_thinking(AL_CHAT_QWEN3, "No thinking here."), "No thinking here.");
+    cr_assert_str_eq(al_answer_after_thinking(AL_CHAT_CHATML_QWEN25, text), text,
+                     "formats without thinking judge the whole text");
+}
