@@ -28,6 +28,7 @@
 
 struct cJSON;
 struct al_conversation;
+struct al_work_progress;
 
 /* Records decoded together when the caller does not choose. */
 #define AL_EVAL_DEFAULT_BATCH 8
@@ -51,9 +52,12 @@ struct al_eval_settings {
      * reference answers' loss (one more forward pass per record). Off by default, so
      * the generation eval inside training and ping-search do only what they use. */
     bool plain_chat_loss;
+    /* Ticked after each batch with its records and generated tokens; NULL: none. The
+     * caller starts and finishes it (one progress can span several evaluations). */
+    struct al_work_progress *progress;
 };
 
-/* Greedy, AL_EVAL_DEFAULT_MAX_NEW_TOKENS, AL_EVAL_DEFAULT_BATCH, no prefix. */
+/* Greedy, AL_EVAL_DEFAULT_MAX_NEW_TOKENS, AL_EVAL_DEFAULT_BATCH, no prefix, no progress. */
 struct al_eval_settings al_eval_default_settings(const struct al_chat_generator *generator,
                                                  const struct al_judge *judge);
 

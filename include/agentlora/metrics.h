@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agentlora/work_progress.h" /* al_format_duration, al_status_line_open */
+
 struct al_metric {
     const char *name;
     double value;
@@ -58,9 +60,6 @@ struct al_progress {
  *          redraws the line with '\r'.
  * The ETA is "?" until this process has completed a step. */
 void al_progress_format(char *out, size_t size, const struct al_progress *progress, int with_bar);
-
-/* "45s", "7m35s", "2h05m". */
-void al_format_duration(char *out, size_t size, double seconds);
 
 struct al_run_summary {
     int64_t steps;

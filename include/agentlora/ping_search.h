@@ -30,6 +30,7 @@ struct al_ping_search_settings {
     const struct al_eval_records *harmful, *benign;
     int max_new_tokens;
     int batch;
+    struct al_work_progress *progress; /* ticked per batch of records scored; NULL: none */
 };
 
 /* Evaluates the harmful and benign records with candidate->text as the forced prefix and

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "agentlora/generate.h"
+#include "agentlora/work_progress.h"
 
 enum { AL_EXIT_OK = 0, AL_EXIT_FAILURE = 1, AL_EXIT_USAGE = 2 };
 
@@ -30,6 +31,19 @@ int al_cmd_judge_train(int argc, char **argv);
 int al_cmd_eval(int argc, char **argv);
 int al_cmd_convert(int argc, char **argv);
 int al_cmd_ping_search(int argc, char **argv);
+
+/* --progress and --no-progress, for the commands whose work takes long (eval, generate
+ * --data, ping-search, judge): getopt codes beyond any character, the help lines, and the
+ * mode they choose. */
+enum { AL_CLI_OPT_PROGRESS = 0x100, AL_CLI_OPT_NO_PROGRESS };
+#define AL_CLI_PROGRESS_OPTIONS                                                                                \
+    {"progress", no_argument, NULL, AL_CLI_OPT_PROGRESS}, {"no-progress", no_argument, NULL, AL_CLI_OPT_NO_PROGRESS}
+#define AL_CLI_PROGRESS_HELP                                                                                   \
+    "  --progress             show progress on stderr (items done, tok/s, ETA, every few seconds)\n"         \
+    "                         even when stderr is not a terminal; by default only on a terminal\n"            \
+    "  --no-progress          never show it\n"
+/* True when c is one of the two options; *mode is then set. */
+bool al_cli_progress_option(int c, enum al_work_progress_mode *mode);
 
 /* A whole number (or a finite number) within [min, max] into *out; -1 when text is not one. */
 int al_cli_parse_int(const char *text, long min, long max, int *out);

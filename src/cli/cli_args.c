@@ -1,4 +1,4 @@
-/* Option values shared by the subcommands: bounded numbers and record lists. */
+/* Option values shared by the subcommands: bounded numbers, record lists, progress. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -53,4 +53,12 @@ int al_cli_parse_record_list(const char *list, long record_number, bool *selecte
             return -1;
     }
     return 0;
+}
+
+bool al_cli_progress_option(int c, enum al_work_progress_mode *mode)
+{
+    if (c != AL_CLI_OPT_PROGRESS && c != AL_CLI_OPT_NO_PROGRESS)
+        return false;
+    *mode = c == AL_CLI_OPT_PROGRESS ? AL_WORK_PROGRESS_ON : AL_WORK_PROGRESS_OFF;
+    return true;
 }

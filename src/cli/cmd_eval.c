@@ -63,7 +63,8 @@ static void usage(FILE *out)
             "  --judge-template NAME  the judge model's chat format (default: recognised from its folder)\n"
             "  --out DIR              where report.json and samples.jsonl go\n"
             "                         (default " DEFAULT_OUT_PARENT "/eval-<YYYYmmdd-HHMMSS>)\n"
-            "  --device NAME          cpu (default), cuda, or auto\n\n"
+            "  --device NAME          cpu (default), cuda, or auto\n"
+            AL_CLI_PROGRESS_HELP "\n"
             "Generation is greedy, so the same inputs give the same report.\n"
             "report.json: {\"judge\", \"reports\": [{label, prefix, judge, items, aggregate, plain_chat,\n"
             "combined_score (null for plain chat), reference_answers {loss, perplexity, tokens} (plain chat)}]}\n"
@@ -78,6 +79,7 @@ struct eval_options {
     const char *records, *out_dir, *device;
     struct al_cli_judge_choice judge;
     int max_new_tokens, limit, batch;
+    enum al_work_progress_mode progress;
 };
 
 static int usage_error(const char *fmt, const char *value)
@@ -96,6 +98,7 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         {"batch", required_argument, NULL, 'b'},          {"judge", required_argument, NULL, 'j'},
         {"out", required_argument, NULL, 'o'},            {"device", required_argument, NULL, 'd'},
         {"judge-model", required_argument, NULL, 'J'},    {"judge-template", required_argument, NULL, 'T'},
+        AL_CLI_PROGRESS_OPTIONS,
         {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
     };
     *opt = (struct eval_options){.device = "cpu", .judge = {.name = AL_JUDGE_DEFAULT_NAME},
@@ -104,6 +107,8 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (al_cli_progress_option(c, &opt->progress))
+            continue;
         switch (c) {
         case 'm': opt->model_dir = optarg; break;
         case 'a': opt->adapter_dir = optarg; break;
@@ -305,6 +310,11 @@ static int run_all(struct session *s, const struct eval_options *opt)
         return -1;
     struct al_eval_report *reports = calloc((size_t)n, sizeof *reports);
     int rc = reports ? 0 : al_fail("out of memory");
+    /* One progress over every run: its ETA is the whole command's. */
+    struct al_work_progress progress = {0};
+    if (rc == 0)
+        al_work_progress_start(&progress, COMMAND, (int64_t)n * s->records.n,
+                               &(struct al_work_progress_options){.mode = opt->progress});
     int done = 0;
     for (; rc == 0 && done < n; done++) {
         struct al_chat_generator generator = s->m.generator;
@@ -314,10 +324,15 @@ static int run_all(struct session *s, const struct eval_options *opt)
         settings.generation.max_new_tokens = opt->max_new_tokens;
         settings.batch = opt->batch;
         settings.plain_chat_loss = true;
+        settings.progress = &progress;
         if ((rc = al_evaluate(&settings, s->records.records, s->records.n, plans[done].label, &reports[done])) != 0)
             break;
+        if (done + 1 == n)
+            al_work_progress_finish(&progress);
+        al_work_progress_break(&progress);
         al_eval_report_print(&reports[done], stdout);
         putchar('\n');
+        fflush(stdout);
     }
     for (int i = 1; rc == 0 && i < n; i++) {
         al_eval_reports_print_side_by_side(&reports[0], &reports[i], stdout);

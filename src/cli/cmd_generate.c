@@ -58,7 +58,8 @@ static void usage(FILE *out)
             "  --seed S               sampling seed (default 0); the same seed gives the same text\n"
             "  --batch N              prompts decoded together (default %d)\n"
             "  --show-prompt          also print the whole rendered prompt\n"
-            "  --device NAME          cpu (default), cuda, or auto\n\n"
+            "  --device NAME          cpu (default), cuda, or auto\n"
+            AL_CLI_PROGRESS_HELP "                         (progress counts the records of --data; --prompt shows none)\n\n"
             "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n",
             DEFAULT_RECORDS, AL_GENERATE_DEFAULT_MAX_NEW_TOKENS, DEFAULT_BATCH);
 }
@@ -68,6 +69,7 @@ struct generate_options {
     struct al_generate_options generation;
     int batch;
     bool show_prompt;
+    enum al_work_progress_mode progress;
 };
 
 static int usage_error(const char *fmt, const char *value)
@@ -94,6 +96,7 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
         {"temperature", required_argument, NULL, 'T'}, {"top-p", required_argument, NULL, 'P'},
         {"seed", required_argument, NULL, 's'},       {"batch", required_argument, NULL, 'b'},
         {"show-prompt", no_argument, NULL, 'S'},      {"device", required_argument, NULL, 'd'},
+        AL_CLI_PROGRESS_OPTIONS,
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     *opt = (struct generate_options){.device = "cpu", .generation = al_generate_default_options(),
@@ -102,6 +105,8 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (al_cli_progress_option(c, &opt->progress))
+            continue;
         switch (c) {
         case 'm': opt->model_dir = optarg; break;
         case 'a': opt->adapter_dir = optarg; break;
@@ -222,7 +227,16 @@ static void record_batch_clear(struct record_batch *b)
     b->n = 0;
 }
 
-static int generate_records(struct session *s, const struct generate_options *opt, struct record_batch *b)
+static int64_t generated_tokens(const struct al_chat_generation *results, int n)
+{
+    int64_t tokens = 0;
+    for (int i = 0; i < n; i++)
+        tokens += results[i].completion_count;
+    return tokens;
+}
+
+static int generate_records(struct session *s, const struct generate_options *opt, struct record_batch *b,
+                            struct al_work_progress *progress)
 {
     struct al_chat_prompt prompts[MAX_BATCH];
     struct al_chat_generation results[MAX_BATCH];
@@ -232,6 +246,8 @@ static int generate_records(struct session *s, const struct generate_options *op
         al_error_context("records %ld..%ld of %s", b->record_number[0], b->record_number[b->n - 1], opt->data_path);
         return -1;
     }
+    al_work_progress_add(progress, b->n, generated_tokens(results, b->n));
+    al_work_progress_break(progress);
     for (int i = 0; i < b->n; i++) {
         const struct al_conversation *conv = &b->conv[i];
         printf("== record %ld: id %s, %s%s%s\n", b->record_number[i], conv->id ? conv->id : "-",
@@ -243,6 +259,14 @@ static int generate_records(struct session *s, const struct generate_options *op
     return 0;
 }
 
+static long count_selected(const struct al_dataset *dataset, const char *list)
+{
+    long n = 0;
+    for (int i = 0; i < dataset->n_records; i++)
+        n += record_selected(list, dataset->records[i].record_number);
+    return n;
+}
+
 static int run_data(struct session *s, const struct generate_options *opt)
 {
     const char *list = opt->records ? opt->records : DEFAULT_RECORDS;
@@ -252,6 +276,10 @@ static int run_data(struct session *s, const struct generate_options *opt)
         return -1;
     struct record_batch *batch = calloc(1, sizeof *batch);
     int rc = batch ? 0 : al_fail("out of memory");
+    struct al_work_progress progress = {0};
+    long selected = count_selected(&dataset, list);
+    if (rc == 0 && selected > 0)
+        al_work_progress_start(&progress, COMMAND, selected, &(struct al_work_progress_options){.mode = opt->progress});
     long generated = 0;
     for (int i = 0; rc == 0 && i < dataset.n_records; i++) {
         long number = dataset.records[i].record_number;
@@ -262,12 +290,14 @@ static int run_data(struct session *s, const struct generate_options *opt)
         batch->record_number[batch->n++] = number;
         generated++;
         if (batch->n == opt->batch) {
-            rc = generate_records(s, opt, batch);
+            rc = generate_records(s, opt, batch, &progress);
             record_batch_clear(batch);
         }
     }
     if (rc == 0 && batch->n > 0)
-        rc = generate_records(s, opt, batch);
+        rc = generate_records(s, opt, batch, &progress);
+    if (rc == 0)
+        al_work_progress_finish(&progress);
     if (batch)
         record_batch_clear(batch);
     if (rc == 0 && generated == 0)

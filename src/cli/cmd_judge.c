@@ -13,7 +13,8 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: agentlora judge FILE.jsonl [--judge NAME] [--judge-model DIR [--template NAME] [--device NAME]]\n\n"
+    fprintf(out, "usage: agentlora judge FILE.jsonl [--judge NAME] [--judge-model DIR [--template NAME] [--device NAME]]\n"
+                 "                       [--progress | --no-progress]\n\n"
                  "Judges each line's response: {\"text\": ...} or {\"messages\": [...]} (the last assistant\n"
                  "message; its tool_calls count as a tool call). Writes one line per input line to stdout,\n"
                  "{\"refusal\": true|false, \"judge\": NAME, \"reason\": ...}, and the totals to stderr; lines\n"
@@ -28,7 +29,8 @@ static void usage(FILE *out)
                  "                         prefill (judge name \"%s<folder name>\"); implies --judge model\n"
                  "  --template NAME        the judge model's chat format (default: recognised from its\n"
                  "                         tokenizer_config.json)\n"
-                 "  --device NAME          where the judge model runs: cpu (default), cuda, or auto\n",
+                 "  --device NAME          where the judge model runs: cpu (default), cuda, or auto\n"
+                 AL_CLI_PROGRESS_HELP,
             AL_JUDGE_AUTO_NAME, AL_JUDGE_LEARNED_NAME, AL_JUDGE_LEARNED_FILE, AL_JUDGE_LEARNED_ENV,
             AL_JUDGE_KEYWORDS_NAME, AL_JUDGE_LEARNED_NAME, AL_JUDGE_KEYWORDS_NAME, AL_JUDGE_MODEL_NAME_PREFIX);
 }
@@ -169,8 +171,13 @@ static int read_lines(struct judged *j, const char *path)
     return status;
 }
 
-/* Judges every line in one batch (the learned judge and keywords-v1 run in parallel). */
-static int judge_lines(const struct al_judge *judge, struct judged *j)
+/* Lines judged together: enough for the parallel judges to share out, few enough that the
+ * progress line moves while a model judge works through a large file. */
+#define JUDGE_CHUNK 64
+
+/* Judges every line, a chunk at a time (the learned judge and keywords-v1 run in parallel
+ * within a chunk). */
+static int judge_lines(const struct al_judge *judge, struct judged *j, enum al_work_progress_mode mode)
 {
     const char **texts = malloc((size_t)(j->count ? j->count : 1) * sizeof *texts);
     bool *tool_calls = malloc((size_t)(j->count ? j->count : 1) * sizeof *tool_calls);
@@ -180,20 +187,30 @@ static int judge_lines(const struct al_judge *judge, struct judged *j)
         texts[i] = j->inputs[i].text;
         tool_calls[i] = j->inputs[i].has_tool_call;
     }
+    struct al_work_progress progress = {0};
     if (status == 0)
-        status = al_judge_responses(judge, j->count, texts, tool_calls, j->verdicts);
+        al_work_progress_start(&progress, "judge", j->count, &(struct al_work_progress_options){.mode = mode});
+    for (int start = 0; status == 0 && start < j->count; start += JUDGE_CHUNK) {
+        int n = j->count - start < JUDGE_CHUNK ? j->count - start : JUDGE_CHUNK;
+        status = al_judge_responses(judge, n, texts + start, tool_calls + start, j->verdicts + start);
+        if (status != 0)
+            al_error_context("lines %ld..%ld", j->line_numbers[start], j->line_numbers[start + n - 1]);
+        al_work_progress_add(&progress, n, 0);
+    }
+    if (status == 0)
+        al_work_progress_finish(&progress);
     free(texts);
     free(tool_calls);
     return status;
 }
 
-static int judge_file(const struct al_judge *judge, const char *path)
+static int judge_file(const struct al_judge *judge, const char *path, enum al_work_progress_mode mode)
 {
     struct judged j = {0};
     struct al_judge_tally tally = {0};
     int status = read_lines(&j, path);
     if (status == 0)
-        status = judge_lines(judge, &j);
+        status = judge_lines(judge, &j, mode);
     for (int i = 0; i < j.count && status == 0; i++) {
         status = print_verdict(&j.verdicts[i]);
         if (status == 0)
@@ -216,13 +233,17 @@ int al_cmd_judge(int argc, char **argv)
     static const struct option options[] = {
         {"judge", required_argument, NULL, 'j'},      {"judge-model", required_argument, NULL, 'm'},
         {"template", required_argument, NULL, 't'},   {"device", required_argument, NULL, 'd'},
+        AL_CLI_PROGRESS_OPTIONS,
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     struct al_cli_judge_choice opt = {AL_JUDGE_DEFAULT_NAME, false, NULL, NULL};
     const char *device = "cpu";
+    enum al_work_progress_mode progress = AL_WORK_PROGRESS_AUTO;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (al_cli_progress_option(c, &progress))
+            continue;
         switch (c) {
         case 'j': opt.name = optarg; opt.name_given = true; break;
         case 'm': opt.model_dir = optarg; break;
@@ -249,7 +270,7 @@ int al_cmd_judge(int argc, char **argv)
         usage(stderr);
         return AL_EXIT_USAGE;
     }
-    int status = judge && judge_file(judge, argv[optind]) == 0 ? AL_EXIT_OK : al_cli_report_error("judge");
+    int status = judge && judge_file(judge, argv[optind], progress) == 0 ? AL_EXIT_OK : al_cli_report_error("judge");
     al_judge_model_close(opened);
     return status;
 }

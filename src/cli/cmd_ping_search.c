@@ -67,7 +67,8 @@ static void usage(FILE *out)
             "  --temperature T        sampling temperature of proposals (default %.1f)\n"
             "  --top-p P              nucleus of proposals (default %.2f)\n"
             "  --seed S               seed of proposals (default 0)\n"
-            "  --device NAME          cpu (default), cuda, or auto\n\n"
+            "  --device NAME          cpu (default), cuda, or auto\n"
+            AL_CLI_PROGRESS_HELP "                         (an item is one record scored with one candidate)\n\n"
             "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n",
             AL_PING_SEARCH_TOP, AL_PING_SEARCH_TOP, DEFAULT_PROPOSE, AL_EVAL_DEFAULT_MAX_NEW_TOKENS,
             AL_EVAL_DEFAULT_BATCH, AL_JUDGE_DEFAULT_NAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_P);
@@ -79,6 +80,7 @@ struct search_options {
     int rounds, propose, limit, max_new_tokens, batch;
     float temperature, top_p;
     unsigned long long seed;
+    enum al_work_progress_mode progress;
 };
 
 static int usage_error(const char *fmt, const char *value)
@@ -98,7 +100,7 @@ static int parse_options(int argc, char **argv, struct search_options *opt, int 
         {"judge", required_argument, NULL, 'j'},       {"temperature", required_argument, NULL, 'T'},
         {"top-p", required_argument, NULL, 'P'},       {"seed", required_argument, NULL, 's'},
         {"device", required_argument, NULL, 'd'},      {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        AL_CLI_PROGRESS_OPTIONS,                       {NULL, 0, NULL, 0},
     };
     *opt = (struct search_options){.device = "cpu", .judge_name = AL_JUDGE_DEFAULT_NAME, .propose = DEFAULT_PROPOSE,
                                    .max_new_tokens = AL_EVAL_DEFAULT_MAX_NEW_TOKENS, .batch = AL_EVAL_DEFAULT_BATCH,
@@ -107,6 +109,8 @@ static int parse_options(int argc, char **argv, struct search_options *opt, int 
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (al_cli_progress_option(c, &opt->progress))
+            continue;
         switch (c) {
         case 'm': opt->model_dir = optarg; break;
         case 'a': opt->adapter_dir = optarg; break;
@@ -251,27 +255,25 @@ static int pool_add(struct pool *pool, const struct al_ping_search_settings *set
         return -1;
     }
     pool->n++;
+    al_work_progress_break(settings->progress);
     printf("round %d: %5.1f  %s\n", round, 100.0 * candidate->score, text);
     fflush(stdout);
     return 0;
 }
 
-static int score_initial(struct pool *pool, const struct al_ping_search_settings *settings, const char *path)
+static int score_initial(struct pool *pool, const struct al_ping_search_settings *settings,
+                         const struct al_ping *prefixes)
 {
-    struct al_ping prefixes;
-    if (al_ping_load(&prefixes, path) != 0)
-        return -1;
     int rc = 0;
-    for (int i = 0; rc == 0 && i < prefixes.n_prefixes; i++) {
+    for (int i = 0; rc == 0 && i < prefixes->n_prefixes; i++) {
         bool repeated = false;
         for (int j = 0; j < pool->n; j++)
-            repeated |= strcmp(pool->items[j].text, prefixes.prefixes[i]) == 0;
+            repeated |= strcmp(pool->items[j].text, prefixes->prefixes[i]) == 0;
         if (repeated)
             continue;
-        char *text = strdup(prefixes.prefixes[i]);
+        char *text = strdup(prefixes->prefixes[i]);
         rc = text ? pool_add(pool, settings, text, 0) : al_fail("out of memory");
     }
-    al_ping_free(&prefixes);
     return rc;
 }
 
@@ -322,6 +324,7 @@ static int run_round(struct pool *pool, const struct session *s, const struct se
     free(reply);
     if (n < 0)
         return -1;
+    al_work_progress_break(settings->progress);
     printf("round %d: the model proposed %d new candidate%s\n", round, n, n == 1 ? "" : "s");
     int rc = 0;
     for (int i = 0; i < n; i++) {
@@ -347,16 +350,48 @@ static char *default_out_path(void)
     return al_path_join(DEFAULT_OUT_PARENT, name);
 }
 
+/* Records scored for all candidates still to come, when every round proposes as many as
+ * it is asked for (a round that proposes fewer makes the total smaller). */
+static int64_t planned_items(const struct session *s, const struct search_options *opt, int candidates,
+                             int rounds_left)
+{
+    int64_t per_candidate = s->harmful.records.n + s->benign.records.n;
+    return per_candidate * ((int64_t)candidates + (int64_t)rounds_left * opt->propose);
+}
+
+/* Scores the candidates file, then runs the rounds, with one progress over all of it. */
+static int score_all(struct pool *pool, struct session *s, const struct search_options *opt,
+                     struct al_ping_search_settings *settings)
+{
+    struct al_ping prefixes;
+    if (al_ping_load(&prefixes, opt->candidates_path) != 0)
+        return -1;
+    struct al_work_progress progress;
+    al_work_progress_start(&progress, COMMAND, planned_items(s, opt, prefixes.n_prefixes, opt->rounds),
+                           &(struct al_work_progress_options){.mode = opt->progress});
+    settings->progress = &progress;
+    int rc = score_initial(pool, settings, &prefixes);
+    al_ping_free(&prefixes);
+    if (rc == 0)
+        al_ping_rank(pool->items, pool->n);
+    /* Repeated candidates and short rounds are known once they are done. */
+    al_work_progress_set_total(&progress, planned_items(s, opt, pool->n, opt->rounds));
+    for (int round = 1; rc == 0 && round <= opt->rounds; round++) {
+        rc = run_round(pool, s, opt, settings, round);
+        al_work_progress_set_total(&progress, planned_items(s, opt, pool->n, opt->rounds - round));
+    }
+    if (rc == 0)
+        al_work_progress_finish(&progress);
+    settings->progress = NULL;
+    return rc;
+}
+
 static int search(struct session *s, const struct search_options *opt)
 {
     struct al_ping_search_settings settings = {&s->m.generator, s->judge, &s->harmful.records, &s->benign.records,
-                                               opt->max_new_tokens, opt->batch};
+                                               opt->max_new_tokens, opt->batch, NULL};
     struct pool pool = {0};
-    int rc = score_initial(&pool, &settings, opt->candidates_path);
-    if (rc == 0)
-        al_ping_rank(pool.items, pool.n);
-    for (int round = 1; rc == 0 && round <= opt->rounds; round++)
-        rc = run_round(&pool, s, opt, &settings, round);
+    int rc = score_all(&pool, s, opt, &settings);
     if (rc == 0) {
         putchar('\n');
         al_ping_print_ranking(pool.items, pool.n, s->judge->name, stdout);

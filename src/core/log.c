@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "agentlora/work_progress.h"
+
 static enum al_log_level threshold = AL_LOG_INFO;
 
 void al_log_set_level(enum al_log_level level)
@@ -21,6 +23,7 @@ void al_log(enum al_log_level level, const char *fmt, ...)
     static const char *const labels[] = {"debug", "info", "warning", "error"};
     if (level < threshold || level >= AL_LOG_QUIET)
         return;
+    al_status_line_end(); /* a progress line redrawn in place would swallow the message */
     va_list args;
     va_start(args, fmt);
     if (level != AL_LOG_INFO)

@@ -8,6 +8,7 @@
 
 #include "agentlora/conversation.h"
 #include "agentlora/error.h"
+#include "agentlora/work_progress.h"
 #include "tokenizer/tokenizer_internal.h"
 
 /* U+FFFD, the replacement character, in UTF-8. */
@@ -22,6 +23,7 @@ struct al_eval_settings al_eval_default_settings(const struct al_chat_generator 
         .prefix = NULL,
         .generation = al_generate_default_options(),
         .batch = AL_EVAL_DEFAULT_BATCH,
+        .progress = NULL,
     };
     settings.generation.max_new_tokens = AL_EVAL_DEFAULT_MAX_NEW_TOKENS;
     return settings;
@@ -136,6 +138,14 @@ static int evaluate_batch(const struct al_eval_settings *settings, const struct 
     return rc;
 }
 
+static int64_t generated_tokens(const struct al_eval_item *items, int n)
+{
+    int64_t tokens = 0;
+    for (int i = 0; i < n; i++)
+        tokens += items[i].completion_tokens;
+    return tokens;
+}
+
 static int aggregate(struct al_eval_report *report)
 {
     struct al_item_result *results = calloc((size_t)(report->n_items > 0 ? report->n_items : 1), sizeof *results);
@@ -168,6 +178,8 @@ int al_evaluate(const struct al_eval_settings *settings, const struct al_eval_re
         int count = n - start < settings->batch ? n - start : settings->batch;
         rc = evaluate_batch(settings, records + start, count, out->items + start);
         out->n_items = start + count; /* so a failure frees what this batch filled */
+        if (rc == 0)
+            al_work_progress_add(settings->progress, count, generated_tokens(out->items + start, count));
     }
     if (rc == 0)
         rc = aggregate(out);

@@ -24,6 +24,7 @@ int al_ping_score_candidate(const struct al_ping_search_settings *settings, stru
     eval.prefix = candidate->text;
     eval.generation.max_new_tokens = settings->max_new_tokens;
     eval.batch = settings->batch;
+    eval.progress = settings->progress;
     struct al_eval_report report;
     int rc = al_evaluate(&eval, records, n, candidate->text, &report);
     free(records);

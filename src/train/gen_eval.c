@@ -14,6 +14,7 @@
 #include "agentlora/metrics.h"
 #include "agentlora/ping.h"
 #include "agentlora/train_config.h"
+#include "agentlora/work_progress.h"
 
 #define STATE_FILE "gen_eval.json"
 /* Each measure's items (prompt, prefix, completion, verdict, score), one file per step, so
@@ -325,13 +326,14 @@ static const char *split_prefix(const struct al_gen_eval *eval, bool harmful)
 
 static int evaluate_with(const struct al_gen_eval *eval, const struct al_lora *lora,
                          const struct al_eval_record *records, int n, const char *prefix, const char *label,
-                         struct al_eval_report *report)
+                         struct al_eval_report *report, struct al_work_progress *progress)
 {
     struct al_chat_generator generator = eval->generator;
     generator.lora = lora;
     struct al_eval_settings settings = al_eval_default_settings(&generator, eval->judge);
     settings.generation.max_new_tokens = (int)eval->config.gen_eval_max_new_tokens;
     settings.prefix = prefix;
+    settings.progress = progress;
     return al_evaluate(&settings, records, n, label, report);
 }
 
@@ -346,21 +348,29 @@ static int evaluate_splits(const struct al_gen_eval *eval, const struct al_lora 
     const char *harmful_prefix = split_prefix(eval, true), *benign_prefix = split_prefix(eval, false);
     memset(reports, 0, 2 * sizeof *reports);
     memset(joined, 0, sizeof *joined);
+    /* Shown wherever training's own progress line is: a terminal or not, training prints it. */
+    struct al_work_progress progress;
+    al_work_progress_start(&progress, label, eval->records.n,
+                           &(struct al_work_progress_options){.mode = AL_WORK_PROGRESS_ON});
     int rc;
     if (harmful_prefix == benign_prefix) {
         rc = evaluate_with(eval, lora, eval->records.records, eval->records.n, harmful_prefix, label,
-                           &reports[0]);
+                           &reports[0], &progress);
         if (rc == 0)
             joined->benign = reports[0].aggregate.benign;
     } else {
         rc = evaluate_with(eval, lora, eval->split_records[1], eval->split_n[1], harmful_prefix, label,
-                           &reports[0]);
+                           &reports[0], &progress);
         if (rc == 0)
             rc = evaluate_with(eval, lora, eval->split_records[0], eval->split_n[0], benign_prefix, label,
-                               &reports[1]);
+                               &reports[1], &progress);
         if (rc == 0)
             joined->benign = reports[1].aggregate.benign;
     }
+    if (rc == 0)
+        al_work_progress_finish(&progress);
+    else
+        al_work_progress_break(&progress);
     if (rc == 0) {
         joined->harmful = reports[0].aggregate.harmful;
         snprintf(joined->judge, sizeof joined->judge, "%s", eval->judge->name);

@@ -9,22 +9,6 @@
 
 #define PROGRESS_BAR_WIDTH 20
 
-void al_format_duration(char *out, size_t size, double seconds)
-{
-    if (!isfinite(seconds) || seconds < 0) {
-        snprintf(out, size, "?");
-        return;
-    }
-    long long total = (long long)llround(seconds);
-    long long hours = total / 3600, minutes = total / 60 % 60, secs = total % 60;
-    if (hours > 0)
-        snprintf(out, size, "%lldh%02lldm", hours, minutes);
-    else if (minutes > 0)
-        snprintf(out, size, "%lldm%02llds", minutes, secs);
-    else
-        snprintf(out, size, "%llds", secs);
-}
-
 /* Remaining time at this process's own pace (a resumed run did not do the earlier steps). */
 static double eta_seconds(const struct al_progress *p)
 {

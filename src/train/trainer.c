@@ -21,6 +21,7 @@
 #include "agentlora/rng.h"
 #include "agentlora/run_folder.h"
 #include "agentlora/tokenizer.h"
+#include "agentlora/work_progress.h"
 #include "backend/backend.h"
 #include "gen_eval.h"
 #include "train/batch_skip.h"
@@ -411,8 +412,12 @@ static void print_progress(const struct trainer *t, const struct step_outcome *o
     bool terminal = isatty(STDERR_FILENO);
     al_progress_format(line, sizeof line, &progress, terminal);
     fprintf(stderr, terminal ? "\r%s\033[K" : "%s\n", line);
+    /* Left open on a terminal, so that a log line or the generation eval's progress ends it
+     * before writing rather than landing at its end. */
+    if (terminal)
+        al_status_line_open(stderr);
     if (terminal && t->state.step == t->total_steps)
-        fputc('\n', stderr);
+        al_status_line_end();
 }
 
 /* Tokens trained since the previous logged step over the seconds since then: one number

@@ -86,6 +86,22 @@ double test_max_rel_error(const float *a, const float *ref, int64_t n, double fl
     return test_max_abs_error(a, ref, n) / largest;
 }
 
+char *test_cli_tiny_model(const char *parent, char **output)
+{
+    char *dir = al_path_join(parent, "model");
+    *output = NULL;
+    if (!dir)
+        return NULL;
+    if (test_run_cli(output, "init-model", "--preset", "tiny", "--tokenizer", "data/demo-tokenizer", "--init-std",
+                     "0.1", "--out", dir, NULL) != 0) {
+        free(dir);
+        return NULL;
+    }
+    free(*output);
+    *output = NULL;
+    return dir;
+}
+
 int test_run_cli(char **output, const char *arg0, ...)
 {
     const char *args[64];

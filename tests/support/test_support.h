@@ -31,6 +31,11 @@ int test_run_cli(char **output, const char *arg0, ...);
  * NULL. */
 int test_run_cli_prepared(char **output, void (*prepare)(void *context), void *context, const char *const *arguments);
 
+/* `agentlora init-model --preset tiny` with the demo tokenizer (init std 0.1) into
+ * parent/model: a random model for CLI tests. Returns the folder (the caller frees), or
+ * NULL with *output (the caller frees) holding what the command printed. */
+char *test_cli_tiny_model(const char *parent, char **output);
+
 /* The line-th (0-based) line of a command's output parsed as JSON, or NULL (no such line,
  * or not JSON). The caller deletes it with cJSON_Delete. */
 struct cJSON;
