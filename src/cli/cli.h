@@ -35,7 +35,7 @@ int al_cmd_ping_search(int argc, char **argv);
 /* --progress and --no-progress, for the commands whose work takes long (eval, generate
  * --data, ping-search, judge): getopt codes beyond any character, the help lines, and the
  * mode they choose. */
-enum { AL_CLI_OPT_PROGRESS = 0x100, AL_CLI_OPT_NO_PROGRESS };
+enum { AL_CLI_OPT_PROGRESS = 0x100, AL_CLI_OPT_NO_PROGRESS, AL_CLI_OPT_NO_THINKING };
 #define AL_CLI_PROGRESS_OPTIONS                                                                                \
     {"progress", no_argument, NULL, AL_CLI_OPT_PROGRESS}, {"no-progress", no_argument, NULL, AL_CLI_OPT_NO_PROGRESS}
 #define AL_CLI_PROGRESS_HELP                                                                                   \
@@ -44,6 +44,13 @@ enum { AL_CLI_OPT_PROGRESS = 0x100, AL_CLI_OPT_NO_PROGRESS };
     "  --no-progress          never show it\n"
 /* True when c is one of the two options; *mode is then set. */
 bool al_cli_progress_option(int c, enum al_work_progress_mode *mode);
+
+/* --no-thinking, for the commands that generate (eval, generate, ping-search): Qwen3's
+ * enable_thinking=false, an empty <think></think> opening every answer. */
+#define AL_CLI_THINKING_OPTION {"no-thinking", no_argument, NULL, AL_CLI_OPT_NO_THINKING}
+#define AL_CLI_THINKING_HELP                                                                                   \
+    "  --no-thinking          qwen3 format only: answer without thinking (the template's\n"                 \
+    "                         enable_thinking=false: the prompt ends with an empty think block)\n"
 
 /* A whole number (or a finite number) within [min, max] into *out; -1 when text is not one. */
 int al_cli_parse_int(const char *text, long min, long max, int *out);
@@ -74,6 +81,9 @@ int al_cli_model_open(struct al_cli_model *m, const char *model_path, const char
  * The caller frees it; NULL with the error recorded. */
 char *al_cli_model_folder(const char *path);
 void al_cli_model_close(struct al_cli_model *m);
+/* Applies --no-thinking to the opened model's generator; an error for a chat format that
+ * has no thinking (anything but qwen3), so the flag is never silently ignored. */
+int al_cli_model_disable_thinking(struct al_cli_model *m);
 
 /* The refusal judge chosen by --judge NAME, --judge-model DIR and the judge model's chat
  * format (cli_judge.c). */

@@ -59,6 +59,16 @@ int al_cli_model_open(struct al_cli_model *m, const char *model_path, const char
     return rc;
 }
 
+int al_cli_model_disable_thinking(struct al_cli_model *m)
+{
+    if (m->generator.format != AL_CHAT_QWEN3)
+        return al_fail("--no-thinking applies to the qwen3 chat format only; this model renders with %s "
+                       "(--template qwen3 to choose it)",
+                       al_chat_format_name(m->generator.format));
+    m->generator.chat.disable_thinking = true;
+    return 0;
+}
+
 void al_cli_model_close(struct al_cli_model *m)
 {
     al_tokenizer_free(m->tokenizer);

@@ -64,7 +64,7 @@ static void usage(FILE *out)
             "  --out DIR              where report.json and samples.jsonl go\n"
             "                         (default " DEFAULT_OUT_PARENT "/eval-<YYYYmmdd-HHMMSS>)\n"
             "  --device NAME          cpu (default), cuda, or auto\n"
-            AL_CLI_PROGRESS_HELP "\n"
+            AL_CLI_THINKING_HELP AL_CLI_PROGRESS_HELP "\n"
             "Generation is greedy, so the same inputs give the same report.\n"
             "report.json: {\"judge\", \"reports\": [{label, prefix, judge, items, aggregate, plain_chat,\n"
             "combined_score (null for plain chat), reference_answers {loss, perplexity, tokens} (plain chat)}]}\n"
@@ -80,6 +80,7 @@ struct eval_options {
     struct al_cli_judge_choice judge;
     int max_new_tokens, limit, batch;
     enum al_work_progress_mode progress;
+    bool no_thinking;
 };
 
 static int usage_error(const char *fmt, const char *value)
@@ -98,7 +99,7 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
         {"batch", required_argument, NULL, 'b'},          {"judge", required_argument, NULL, 'j'},
         {"out", required_argument, NULL, 'o'},            {"device", required_argument, NULL, 'd'},
         {"judge-model", required_argument, NULL, 'J'},    {"judge-template", required_argument, NULL, 'T'},
-        AL_CLI_PROGRESS_OPTIONS,
+        AL_CLI_PROGRESS_OPTIONS, AL_CLI_THINKING_OPTION,
         {"help", no_argument, NULL, 'h'},                 {NULL, 0, NULL, 0},
     };
     *opt = (struct eval_options){.device = "cpu", .judge = {.name = AL_JUDGE_DEFAULT_NAME},
@@ -109,6 +110,10 @@ static int parse_options(int argc, char **argv, struct eval_options *opt, int *d
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         if (al_cli_progress_option(c, &opt->progress))
             continue;
+        if (c == AL_CLI_OPT_NO_THINKING) {
+            opt->no_thinking = true;
+            continue;
+        }
         switch (c) {
         case 'm': opt->model_dir = optarg; break;
         case 'a': opt->adapter_dir = optarg; break;
@@ -215,6 +220,8 @@ static int session_open(struct session *s, const struct eval_options *opt)
     if (select_records(s, opt) != 0)
         return -1;
     if (al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device) != 0)
+        return -1;
+    if (opt->no_thinking && al_cli_model_disable_thinking(&s->m) != 0)
         return -1;
     if (opt->adapter2_dir && !(s->lora2 = load_adapter(s, opt->adapter2_dir)))
         return -1;

@@ -59,7 +59,7 @@ static void usage(FILE *out)
             "  --batch N              prompts decoded together (default %d)\n"
             "  --show-prompt          also print the whole rendered prompt\n"
             "  --device NAME          cpu (default), cuda, or auto\n"
-            AL_CLI_PROGRESS_HELP "                         (progress counts the records of --data; --prompt shows none)\n\n"
+            AL_CLI_THINKING_HELP AL_CLI_PROGRESS_HELP "                         (progress counts the records of --data; --prompt shows none)\n\n"
             "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n",
             DEFAULT_RECORDS, AL_GENERATE_DEFAULT_MAX_NEW_TOKENS, DEFAULT_BATCH);
 }
@@ -70,6 +70,7 @@ struct generate_options {
     int batch;
     bool show_prompt;
     enum al_work_progress_mode progress;
+    bool no_thinking;
 };
 
 static int usage_error(const char *fmt, const char *value)
@@ -96,7 +97,7 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
         {"temperature", required_argument, NULL, 'T'}, {"top-p", required_argument, NULL, 'P'},
         {"seed", required_argument, NULL, 's'},       {"batch", required_argument, NULL, 'b'},
         {"show-prompt", no_argument, NULL, 'S'},      {"device", required_argument, NULL, 'd'},
-        AL_CLI_PROGRESS_OPTIONS,
+        AL_CLI_PROGRESS_OPTIONS, AL_CLI_THINKING_OPTION,
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     *opt = (struct generate_options){.device = "cpu", .generation = al_generate_default_options(),
@@ -107,6 +108,10 @@ static int parse_options(int argc, char **argv, struct generate_options *opt, in
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         if (al_cli_progress_option(c, &opt->progress))
             continue;
+        if (c == AL_CLI_OPT_NO_THINKING) {
+            opt->no_thinking = true;
+            continue;
+        }
         switch (c) {
         case 'm': opt->model_dir = optarg; break;
         case 'a': opt->adapter_dir = optarg; break;
@@ -168,7 +173,9 @@ struct session {
 static int session_open(struct session *s, const struct generate_options *opt)
 {
     memset(s, 0, sizeof *s);
-    return al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device);
+    if (al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device) != 0)
+        return -1;
+    return opt->no_thinking ? al_cli_model_disable_thinking(&s->m) : 0;
 }
 
 static void session_close(struct session *s)

@@ -68,7 +68,7 @@ static void usage(FILE *out)
             "  --top-p P              nucleus of proposals (default %.2f)\n"
             "  --seed S               seed of proposals (default 0)\n"
             "  --device NAME          cpu (default), cuda, or auto\n"
-            AL_CLI_PROGRESS_HELP "                         (an item is one record scored with one candidate)\n\n"
+            AL_CLI_THINKING_HELP AL_CLI_PROGRESS_HELP "                         (an item is one record scored with one candidate)\n\n"
             "exit status: 0 success, 1 bad input or runtime failure, 2 usage error\n",
             AL_PING_SEARCH_TOP, AL_PING_SEARCH_TOP, DEFAULT_PROPOSE, AL_EVAL_DEFAULT_MAX_NEW_TOKENS,
             AL_EVAL_DEFAULT_BATCH, AL_JUDGE_DEFAULT_NAME, DEFAULT_TEMPERATURE, DEFAULT_TOP_P);
@@ -81,6 +81,7 @@ struct search_options {
     float temperature, top_p;
     unsigned long long seed;
     enum al_work_progress_mode progress;
+    bool no_thinking;
 };
 
 static int usage_error(const char *fmt, const char *value)
@@ -100,7 +101,7 @@ static int parse_options(int argc, char **argv, struct search_options *opt, int 
         {"judge", required_argument, NULL, 'j'},       {"temperature", required_argument, NULL, 'T'},
         {"top-p", required_argument, NULL, 'P'},       {"seed", required_argument, NULL, 's'},
         {"device", required_argument, NULL, 'd'},      {"help", no_argument, NULL, 'h'},
-        AL_CLI_PROGRESS_OPTIONS,                       {NULL, 0, NULL, 0},
+        AL_CLI_PROGRESS_OPTIONS, AL_CLI_THINKING_OPTION,                       {NULL, 0, NULL, 0},
     };
     *opt = (struct search_options){.device = "cpu", .judge_name = AL_JUDGE_DEFAULT_NAME, .propose = DEFAULT_PROPOSE,
                                    .max_new_tokens = AL_EVAL_DEFAULT_MAX_NEW_TOKENS, .batch = AL_EVAL_DEFAULT_BATCH,
@@ -111,6 +112,10 @@ static int parse_options(int argc, char **argv, struct search_options *opt, int 
     while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         if (al_cli_progress_option(c, &opt->progress))
             continue;
+        if (c == AL_CLI_OPT_NO_THINKING) {
+            opt->no_thinking = true;
+            continue;
+        }
         switch (c) {
         case 'm': opt->model_dir = optarg; break;
         case 'a': opt->adapter_dir = optarg; break;
@@ -218,7 +223,9 @@ static int session_open(struct session *s, const struct search_options *opt)
     if (load_labelled(&s->harmful, opt->harmful_path, true, opt->limit) != 0 ||
         load_labelled(&s->benign, opt->benign_path, false, opt->limit) != 0)
         return -1;
-    return al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device);
+    if (al_cli_model_open(&s->m, opt->model_dir, opt->adapter_dir, opt->template_name, opt->device) != 0)
+        return -1;
+    return opt->no_thinking ? al_cli_model_disable_thinking(&s->m) : 0;
 }
 
 static void session_close(struct session *s)

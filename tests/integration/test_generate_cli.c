@@ -155,3 +155,27 @@ Test(generate_cli, bad_input_exits_with_1)
     free(model);
     free(missing);
 }
+
+/* --no-thinking is Qwen3's enable_thinking=false: the prompt ends with an empty think
+ * block after the assistant header; any other format refuses the flag by name. */
+Test(generate_cli, no_thinking_closes_the_think_block_and_needs_qwen3)
+{
+    char *model = make_model();
+    char *out = NULL;
+    int status = test_run_cli(&out, "generate", "--model", model, "--template", "qwen3", "--prompt", "Hi",
+                              "--no-thinking", "--max-new-tokens", "2", "--show-prompt", NULL);
+    cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
+    assert_contains(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+    free(out);
+    status = test_run_cli(&out, "generate", "--model", model, "--template", "qwen3", "--prompt", "Hi",
+                          "--max-new-tokens", "2", "--show-prompt", NULL);
+    cr_assert_eq(status, 0, "exit %d:\n%s", status, out);
+    cr_assert_null(strstr(out, "</think>"), "thinking stays open without the flag:\n%s", out);
+    free(out);
+    status = test_run_cli(&out, "generate", "--model", model, "--template", TEMPLATE, "--prompt", "Hi",
+                          "--no-thinking", NULL);
+    cr_assert_eq(status, 1, "exit %d:\n%s", status, out);
+    assert_contains(out, "--no-thinking applies to the qwen3 chat format only");
+    free(out);
+    free(model);
+}
