@@ -309,7 +309,8 @@ static char **list_case_folders(const char *dir, int *count)
         names[(*count)++] = strdup(entry->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)*count, sizeof *names, compare_names);
+    if (*count > 1)
+        qsort(names, (size_t)*count, sizeof *names, compare_names);
     return names;
 }
 
