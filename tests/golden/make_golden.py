@@ -11,9 +11,11 @@ Generator only: never run in CI. Run it from the repository root with
 The format of every file is documented in tests/golden/README.md.
 """
 
+import copy
 import json
 import math
 import os
+import re
 import shutil
 import sys
 
@@ -25,6 +27,7 @@ import transformers
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file as load_torch
+from safetensors.torch import save_file as save_torch
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -168,6 +171,52 @@ CASES = {
         legacy_config=False,
         seed=9753,
     ),
+    # Stored in bfloat16 (weights and adapter; the reference computes in float32 on the
+    # stored values). Qwen3 with 8 query heads on 2 kv heads (group 4) and head_dim 12,
+    # not hidden / heads = 8; tied embeddings; window 3 on the second layer only;
+    # intermediate 48 keeps the files small.
+    "qwen3_gqa_bf16_tiny": dict(
+        model_class=Qwen3ForCausalLM,
+        config=lambda: Qwen3Config(
+            **dict(COMMON_SIZES, num_attention_heads=8, num_key_value_heads=2, head_dim=12, intermediate_size=48),
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            attention_bias=False,
+            use_sliding_window=True,
+            sliding_window=3,
+            layer_types=["full_attention", "sliding_attention"],
+            rope_parameters=dict(rope_type="default", rope_theta=1000000.0),
+        ),
+        use_rslora=False,
+        legacy_config=False,
+        seed=4242,
+        lora_r=8,
+        lora_alpha=16,
+        weight_dtype=torch.bfloat16,
+        adapter_dtype=torch.bfloat16,
+    ),
+    # Qwen2 in bfloat16 as hub folders spell it: no layer_types in config.json, so
+    # max_window_layers 2 of 3 decides (layers 0-1 full, layer 2 within a window of 3); one
+    # kv head for 4 query heads (MQA); hub spelling (rope_theta, torch_dtype). Smaller
+    # sizes (hidden 32, head_dim 8, intermediate 48) keep the files small.
+    "qwen2_mixed_bf16_tiny": dict(
+        model_class=Qwen2ForCausalLM,
+        config=lambda: Qwen2Config(
+            **dict(COMMON_SIZES, hidden_size=32, head_dim=8, intermediate_size=48, num_hidden_layers=3,
+                   num_key_value_heads=1),
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=False,
+            use_sliding_window=True,
+            sliding_window=3,
+            max_window_layers=2,
+            rope_parameters=dict(rope_type="default", rope_theta=1000000.0),
+        ),
+        use_rslora=True,
+        legacy_config=True,
+        edit_config=lambda config: config.pop("layer_types"),
+        seed=8642,
+        weight_dtype=torch.bfloat16,
+    ),
 }
 
 
@@ -204,12 +253,12 @@ def adapter_key(parameter_name):
     return parameter_name.replace(".default.", ".")
 
 
-def make_batch(vocab_size, generator):
-    length = max(SEQUENCE_LENGTHS)
-    input_ids = torch.full((len(SEQUENCE_LENGTHS), length), PAD_TOKEN_ID, dtype=torch.long)
+def make_batch(vocab_size, generator, sequence_lengths=SEQUENCE_LENGTHS, prompt_lengths=PROMPT_LENGTHS):
+    length = max(sequence_lengths)
+    input_ids = torch.full((len(sequence_lengths), length), PAD_TOKEN_ID, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     labels = torch.full_like(input_ids, IGNORE_INDEX)
-    for row, (seq_len, prompt_len) in enumerate(zip(SEQUENCE_LENGTHS, PROMPT_LENGTHS)):
+    for row, (seq_len, prompt_len) in enumerate(zip(sequence_lengths, prompt_lengths)):
         tokens = torch.randint(0, vocab_size, (seq_len,), generator=generator)
         input_ids[row, :seq_len] = tokens
         attention_mask[row, :seq_len] = 1
@@ -221,15 +270,23 @@ def zero_padding(logits, attention_mask):
     return logits * attention_mask[..., None].to(logits.dtype)
 
 
-def rewrite_config_legacy(model_dir):
-    """Rewrites config.json the way hub Llama 3.x folders spell it (see CASES)."""
-    path = os.path.join(model_dir, "config.json")
-    with open(path) as f:
-        config = json.load(f)
+def legacy_spelling(config):
+    """The way hub Llama 3.x folders spell config.json (see CASES)."""
     rope = dict(config.pop("rope_parameters"))
     config["rope_theta"] = rope.pop("rope_theta")
     config["rope_scaling"] = rope
     config["torch_dtype"] = config.pop("dtype")
+
+
+def edit_config(model_dir, edit):
+    """Applies edit(dict) to the saved config.json: the legacy spelling, or spellings
+    transformers reads but does not write (a Qwen2 config without layer_types, as on the
+    hub). check_reload then proves transformers reads the edited file as the model that
+    computed the reference."""
+    path = os.path.join(model_dir, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    edit(config)
     with open(path, "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
@@ -251,6 +308,13 @@ def check_llama3_frequencies(config):
     assert any(abs(r - 8.0) < 1e-5 for r in ratio), "no frequency divided by the full factor"
     assert any(1.0 + 1e-6 < r < 8.0 - 1e-5 for r in ratio), "no frequency in the smoothed band"
     return ratio
+
+
+def structurally_zero(key, spec):
+    """A layer whose window is 1 (spec "single_key_layers") attends each query to itself
+    alone: softmax over one key is 1 whatever q and k are, so their LoRA gradients are 0."""
+    match = re.search(r"\.layers\.(\d+)\.self_attn\.[qk]_proj\.", key)
+    return bool(match) and int(match.group(1)) in spec.get("single_key_layers", ())
 
 
 def run_peft(peft_model, input_ids, attention_mask, labels):
@@ -279,9 +343,56 @@ def reference_loss(logits, labels):
     return total / count, count
 
 
-def make_case(name, spec):
+def round_to(module_or_model, dtype, name_filter=lambda name: True):
+    """Rounds parameters to `dtype` in place while keeping them float32, so that the
+    float32 reference computes on exactly the values a `dtype` file stores."""
+    if dtype == torch.float32:
+        return
+    with torch.no_grad():
+        for name, param in module_or_model.named_parameters():
+            if name_filter(name):
+                param.copy_(param.to(dtype).to(torch.float32))
+
+
+def save_base(base, config, spec, model_dir):
+    """Writes the model folder in the case's weight dtype (the config then says that
+    dtype too). A copy is converted: Module.to would also round the RoPE inv_freq buffer
+    of the float32 model that computes the reference."""
+    weight_dtype = spec.get("weight_dtype", torch.float32)
+    stored = base if weight_dtype == torch.float32 else copy.deepcopy(base).to(weight_dtype)
+    stored.config.dtype = weight_dtype
+    stored.save_pretrained(model_dir, safe_serialization=True)
+    if spec["legacy_config"]:
+        edit_config(model_dir, legacy_spelling)
+    if "edit_config" in spec:
+        edit_config(model_dir, spec["edit_config"])
+    saved = load_torch(os.path.join(model_dir, "model.safetensors"))
+    assert ("lm_head.weight" in saved) == (not config.tie_word_embeddings)
+    assert all(tensor.dtype == weight_dtype for tensor in saved.values())
+
+
+def convert_saved_adapter(adapter_dir, dtype):
+    """PEFT saves the adapter in its parameters' dtype (float32 here); store it as `dtype`.
+    The values were rounded beforehand (round_to), so the conversion is exact."""
+    if dtype == torch.float32:
+        return
+    path = os.path.join(adapter_dir, "adapter_model.safetensors")
+    weights = {key: tensor.to(dtype) for key, tensor in load_torch(path).items()}
+    save_torch(weights, path, metadata={"format": "pt"})
+
+
+def make_case(name, spec, out_root=HERE):
+    """Writes out_root/name. Optional spec keys (defaults in brackets): lora_r [4],
+    lora_alpha [8], weight_dtype [float32], adapter_dtype [float32], sequence_lengths and
+    prompt_lengths [SEQUENCE_LENGTHS, PROMPT_LENGTHS], edit_config [none: see
+    edit_config()], check_llama3_regimes [True], single_key_layers [none: see
+    structurally_zero()]. Whatever the storage dtype, the reference
+    runs in float32 on the stored values."""
     print(f"case {name}")
-    case_dir = os.path.join(HERE, name)
+    sequence_lengths = spec.get("sequence_lengths", SEQUENCE_LENGTHS)
+    prompt_lengths = spec.get("prompt_lengths", PROMPT_LENGTHS)
+    adapter_dtype = spec.get("adapter_dtype", torch.float32)
+    case_dir = os.path.join(out_root, name)
     model_dir = os.path.join(case_dir, "model")
     adapter_dir = os.path.join(case_dir, "adapter")
     if os.path.isdir(case_dir):
@@ -294,22 +405,21 @@ def make_case(name, spec):
     config = spec["config"]()
     config.dtype = torch.float32
     config._attn_implementation = "eager"
-    rope_ratio = check_llama3_frequencies(config) if config.rope_parameters["rope_type"] == "llama3" else None
+    rope_ratio = None
+    if config.rope_parameters["rope_type"] == "llama3" and spec.get("check_llama3_regimes", True):
+        rope_ratio = check_llama3_frequencies(config)
 
     base = spec["model_class"](config).to(torch.float32)
     fill_base_weights(base, generator)
+    round_to(base, spec.get("weight_dtype", torch.float32))
     if config.tie_word_embeddings:
         assert base.lm_head.weight.data_ptr() == base.model.embed_tokens.weight.data_ptr()
-    base.save_pretrained(model_dir, safe_serialization=True)
-    if spec["legacy_config"]:
-        rewrite_config_legacy(model_dir)
-    saved_base_keys = set(load_torch(os.path.join(model_dir, "model.safetensors")).keys())
-    assert ("lm_head.weight" in saved_base_keys) == (not config.tie_word_embeddings)
+    save_base(base, config, spec, model_dir)
 
     lora_config = LoraConfig(
         task_type="CAUSAL_LM",
-        r=4,
-        lora_alpha=8,
+        r=spec.get("lora_r", 4),
+        lora_alpha=spec.get("lora_alpha", 8),
         lora_dropout=0.0,
         target_modules=list(TARGET_MODULES),
         bias="none",
@@ -317,15 +427,16 @@ def make_case(name, spec):
     )
     peft_model = get_peft_model(base, lora_config)
     lora_count = fill_lora_weights(peft_model, generator)
+    round_to(peft_model, adapter_dtype, lambda name: ".lora_A." in name or ".lora_B." in name)
     assert lora_count == 2 * len(TARGET_MODULES) * config.num_hidden_layers
     scale = lora_config.lora_alpha / (math.sqrt(lora_config.r) if lora_config.use_rslora else lora_config.r)
     q_proj = peft_model.base_model.model.model.layers[0].self_attn.q_proj
     assert abs(q_proj.scaling["default"] - scale) < 1e-12, (q_proj.scaling, scale)
 
-    input_ids, attention_mask, labels = make_batch(config.vocab_size, generator)
+    input_ids, attention_mask, labels = make_batch(config.vocab_size, generator, sequence_lengths, prompt_lengths)
     logits, loss, grads = run_peft(peft_model, input_ids, attention_mask, labels)
     for key, grad in grads.items():
-        assert float(grad.abs().max()) > 0.0, f"zero gradient for {key}"
+        assert float(grad.abs().max()) > 0.0 or structurally_zero(key, spec), f"zero gradient for {key}"
     expected_loss, target_count = reference_loss(logits, labels)
     assert abs(expected_loss - float(loss)) < 1e-5, (expected_loss, float(loss))
 
@@ -340,14 +451,15 @@ def make_case(name, spec):
 
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
     tidy_adapter_folder(adapter_dir)
-    check_saved_adapter(adapter_dir, lora_config, grads)
+    convert_saved_adapter(adapter_dir, adapter_dtype)
+    check_saved_adapter(adapter_dir, lora_config, grads, adapter_dtype)
     check_reload(spec["model_class"], model_dir, adapter_dir, input_ids, attention_mask, logits)
 
     tensors = {
         "input_ids": input_ids.to(torch.int32).numpy(),
         "attention_mask": attention_mask.to(torch.int32).numpy(),
         "labels": labels.to(torch.int32).numpy(),
-        "lengths": np.array(SEQUENCE_LENGTHS, dtype=np.int32),
+        "lengths": np.array(sequence_lengths, dtype=np.int32),
         "logits": zero_padding(logits, attention_mask).numpy().astype(np.float32),
         "base_logits": zero_padding(base_logits, attention_mask).numpy().astype(np.float32),
         "loss": np.array([float(loss)], dtype=np.float32),
@@ -368,6 +480,9 @@ def make_case(name, spec):
         },
         "architecture": spec["model_class"].__name__,
         "attn_implementation": "eager",
+        "weight_dtype": str(spec.get("weight_dtype", torch.float32)).replace("torch.", ""),
+        "adapter_dtype": str(adapter_dtype).replace("torch.", ""),
+        "reference_compute_dtype": "float32",
         "seed": spec["seed"],
         "weight_std": WEIGHT_STD,
         "norm_weight": f"1 + {NORM_WEIGHT_JITTER} * randn",
@@ -380,8 +495,8 @@ def make_case(name, spec):
             "init_std_A_and_B": LORA_STD,
             "target_modules": TARGET_MODULES,
         },
-        "sequence_lengths": SEQUENCE_LENGTHS,
-        "prompt_lengths": PROMPT_LENGTHS,
+        "sequence_lengths": sequence_lengths,
+        "prompt_lengths": prompt_lengths,
         "pad_token_id": PAD_TOKEN_ID,
         "target_token_count": target_count,
         "loss": float(loss),
@@ -410,7 +525,7 @@ def tidy_adapter_folder(adapter_dir):
         f.write("\n")
 
 
-def check_saved_adapter(adapter_dir, lora_config, grads):
+def check_saved_adapter(adapter_dir, lora_config, grads, adapter_dtype):
     with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
         saved = json.load(f)
     assert isinstance(saved["target_modules"], list), saved["target_modules"]
@@ -421,7 +536,7 @@ def check_saved_adapter(adapter_dir, lora_config, grads):
     weights = load_torch(os.path.join(adapter_dir, "adapter_model.safetensors"))
     assert set(weights.keys()) == set(grads.keys()), sorted(set(weights.keys()) ^ set(grads.keys()))
     for key, tensor in weights.items():
-        assert tensor.dtype == torch.float32 and tensor.shape == grads[key].shape, key
+        assert tensor.dtype == adapter_dtype and tensor.shape == grads[key].shape, key
         assert float(tensor.abs().max()) > 0.0, key
 
 

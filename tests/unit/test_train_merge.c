@@ -1,6 +1,6 @@
 /* Merging: every adapted weight equals W + s * B A elementwise, everything else is
  * copied bit for bit, shards and the index are consistent, and the result is a valid
- * model folder. Uses the committed golden tiny Llama and its PEFT adapter. */
+ * model folder. Uses the committed golden tiny Llama and Qwen3 and their PEFT adapters. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -18,7 +18,11 @@
 
 #define MODEL_DIR "tests/golden/llama_tiny/model"
 #define ADAPTER_DIR "tests/golden/llama_tiny/adapter"
-/* fp32 GEMM against a double reference over rank 4: a few ulps. */
+#define QWEN3_MODEL_DIR "tests/golden/qwen3_tiny/model"
+#define QWEN3_ADAPTER_DIR "tests/golden/qwen3_tiny/adapter"
+/* lora_alpha / r of both golden adapters (8 / 4, no rsLoRA). */
+#define GOLDEN_LORA_SCALE 2.0
+/* fp32 GEMM against a double reference over rank 4 or 8: a few ulps of the operands. */
 #define MERGE_F32_TOLERANCE 1e-5
 
 /* Which linear a tensor name belongs to: "model.layers.1.mlp.up_proj.weight". */
@@ -45,15 +49,25 @@ static const struct al_tensor_view *adapter_tensor(const struct al_safetensors *
     return view;
 }
 
-static void check_merged(const char *out_dir)
+/* What check_merged saw: how many weights were merged and how many copied. */
+struct merge_counts {
+    int adapted;
+    int copied;
+};
+
+/* Every tensor of out_dir against model_dir: adapted linears equal W + scale * B A, all
+ * others are byte-identical. */
+static struct merge_counts check_merged_model(const char *model_dir, const char *adapter_dir, const char *out_dir)
 {
-    struct al_tensor_store *base = al_tensor_store_open(MODEL_DIR);
+    char adapter_file[256];
+    snprintf(adapter_file, sizeof adapter_file, "%s/adapter_model.safetensors", adapter_dir);
+    struct al_tensor_store *base = al_tensor_store_open(model_dir);
     struct al_tensor_store *merged = al_tensor_store_open(out_dir);
-    struct al_safetensors *adapter = al_safetensors_open(ADAPTER_DIR "/adapter_model.safetensors");
+    struct al_safetensors *adapter = al_safetensors_open(adapter_file);
     cr_assert(base && merged && adapter, "%s", al_error_message());
     cr_assert_eq(al_tensor_store_count(merged), al_tensor_store_count(base));
-    const double scale = 8.0 / 4.0; /* lora_alpha / r of the golden adapter */
-    int adapted = 0;
+    const double scale = GOLDEN_LORA_SCALE;
+    struct merge_counts counts = {0, 0};
     for (int i = 0; i < al_tensor_store_count(base); i++) {
         const struct al_tensor_view *w = al_tensor_store_tensor(base, i);
         const struct al_tensor_view *m = al_tensor_store_find(merged, w->name);
@@ -64,9 +78,10 @@ static void check_merged(const char *out_dir)
         enum al_lora_target target;
         if (!parse_linear(w->name, &layer, &target)) {
             cr_assert_eq(memcmp(m->data, w->data, w->nbytes), 0, "%s changed", w->name);
+            counts.copied++;
             continue;
         }
-        adapted++;
+        counts.adapted++;
         const float *A = adapter_tensor(adapter, layer, target, false)->data;
         const struct al_tensor_view *b_view = adapter_tensor(adapter, layer, target, true);
         const float *B = b_view->data;
@@ -80,16 +95,25 @@ static void check_merged(const char *out_dir)
                 for (int k = 0; k < rank; k++)
                     delta += (double)B[r * rank + k] * (double)A[k * cols + c];
                 double expected = W[r * cols + c] + scale * delta;
-                worst = fmax(worst, fabs(M[r * cols + c] - expected) / fmax(fabs(expected), 1e-3));
+                /* Rounding scales with the operands, not with their sum: W and s * B A
+                 * may nearly cancel. */
+                double magnitude = fabs(W[r * cols + c]) + fabs(scale * delta);
+                worst = fmax(worst, fabs(M[r * cols + c] - expected) / fmax(magnitude, 1e-3));
             }
         }
         cr_assert_lt(worst, MERGE_F32_TOLERANCE, "%s: relative error %g", w->name, worst);
         cr_assert_neq(memcmp(m->data, w->data, w->nbytes), 0, "%s was not merged", w->name);
     }
-    cr_assert_eq(adapted, 2 * 7, "two layers, seven targets");
     al_safetensors_close(adapter);
     al_tensor_store_close(merged);
     al_tensor_store_close(base);
+    return counts;
+}
+
+static void check_merged(const char *out_dir)
+{
+    struct merge_counts counts = check_merged_model(MODEL_DIR, ADAPTER_DIR, out_dir);
+    cr_assert_eq(counts.adapted, 2 * 7, "two layers, seven targets");
 }
 
 static void assert_same_file(const char *a, const char *b)
@@ -209,4 +233,38 @@ Test(train_merge, refuses_bad_requests)
     float a[2] = {0}, b[2] = {0};
     cr_assert_eq(al_merge_lora_weight(ints, AL_DTYPE_I32, 2, 2, a, b, 1, 1.0f), -1);
     free(out), free(dir);
+}
+
+/* Qwen3: the same rule for its seven linears, while the per-head q_norm / k_norm weights
+ * (which no LoRA target covers) come through untouched, with the config as it was. */
+Test(train_merge, qwen3_merges_linears_and_copies_q_k_norms)
+{
+    char *dir = test_tmpdir();
+    char *out = al_path_join(dir, "merged");
+    cr_assert_eq(al_merge_model(QWEN3_MODEL_DIR, QWEN3_ADAPTER_DIR, out, AL_MERGE_DEFAULT_SHARD_BYTES), 0, "%s",
+                 al_error_message());
+    struct merge_counts counts = check_merged_model(QWEN3_MODEL_DIR, QWEN3_ADAPTER_DIR, out);
+    cr_assert_eq(counts.adapted, 2 * 7, "two layers, seven targets");
+    struct al_tensor_store *merged = al_tensor_store_open(out);
+    cr_assert_not_null(merged, "%s", al_error_message());
+    int norms = 0;
+    for (int layer = 0; layer < 2; layer++)
+        for (int k = 0; k < 2; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s_norm.weight", layer, k ? "k" : "q");
+            const struct al_tensor_view *norm = al_tensor_store_find(merged, name);
+            cr_assert_not_null(norm, "%s missing from the merged model", name);
+            cr_assert_eq(norm->shape[0], 24, "%s: one weight per head_dim channel", name);
+            norms++;
+        }
+    cr_assert_eq(norms, 4);
+    /* embed, lm_head, final norm, and per layer two RMSNorms plus q_norm and k_norm. */
+    cr_assert_eq(counts.copied, 3 + 2 * 4);
+    al_tensor_store_close(merged);
+    char *config = al_path_join(out, "config.json");
+    assert_same_file(config, QWEN3_MODEL_DIR "/config.json");
+    struct al_model_files files;
+    cr_assert_eq(al_model_files_open(&files, out), 0, "the merged folder is a valid model: %s", al_error_message());
+    al_model_files_close(&files);
+    free(config), free(out), free(dir);
 }
