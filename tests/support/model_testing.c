@@ -1,8 +1,11 @@
 #include "model_testing.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "agentlora/random_model.h"
 #include "agentlora/rng.h"
+#include "backend/backend.h"
 #include "test_support.h"
 
 void test_batch_make(struct test_batch *tb, const int *doc_lengths, int num_docs, int vocab, uint64_t seed,
@@ -51,4 +54,34 @@ int test_lora_randomize(struct al_lora *lora, uint64_t seed, float scale)
     int rc = al_lora_upload_params(lora, host);
     free(host);
     return rc;
+}
+
+#define DEMO_TOKENIZER "data/demo-tokenizer"
+
+int test_chat_model_open(struct test_chat_model *m, uint64_t seed, float init_std)
+{
+    memset(m, 0, sizeof *m);
+    struct al_model_config config;
+    if (!(m->tokenizer = al_tokenizer_load(DEMO_TOKENIZER)) || al_model_preset("tiny", &config) != 0)
+        return -1;
+    config.vocab_size = al_tokenizer_vocab_size(m->tokenizer);
+    config.bos_token_id = -1;
+    config.eos_token_ids[0] = al_tokenizer_eos_id(m->tokenizer);
+    config.num_eos_token_ids = 1;
+    m->dir = test_tmpdir();
+    if (al_random_model_write_std(&config, AL_DTYPE_F32, seed, init_std, m->dir, 0) != 0)
+        return -1;
+    m->backend = al_backend_cpu_create();
+    m->model = m->backend ? al_model_load(m->dir, m->backend) : NULL;
+    return m->model ? 0 : -1;
+}
+
+void test_chat_model_close(struct test_chat_model *m)
+{
+    al_model_free(m->model);
+    if (m->backend)
+        al_backend_destroy(m->backend);
+    al_tokenizer_free(m->tokenizer);
+    free(m->dir);
+    memset(m, 0, sizeof *m);
 }

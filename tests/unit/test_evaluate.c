@@ -14,12 +14,11 @@
 #include "agentlora/evaluate.h"
 #include "agentlora/file.h"
 #include "agentlora/model.h"
-#include "agentlora/random_model.h"
 #include "agentlora/tokenizer.h"
 #include "backend/backend.h"
+#include "model_testing.h"
 #include "test_support.h"
 
-#define DEMO_TOKENIZER "data/demo-tokenizer"
 #define EVAL_DATA "data/agentalign_eval.json"
 #define PREFIX "I can't help with that."
 #define MODEL_INIT_STD 0.1f
@@ -28,10 +27,7 @@
 #define MAX_NEW_TOKENS 6
 
 struct eval_fixture {
-    char *dir;
-    struct al_backend *backend;
-    struct al_model *model;
-    struct al_tokenizer *tokenizer;
+    struct test_chat_model m; /* dir, backend, model, tokenizer */
     struct al_chat_generator gen;
     struct al_dataset dataset;
     struct al_eval_records records;
@@ -40,21 +36,8 @@ struct eval_fixture {
 static void fixture_open(struct eval_fixture *f)
 {
     memset(f, 0, sizeof *f);
-    f->tokenizer = al_tokenizer_load(DEMO_TOKENIZER);
-    cr_assert_not_null(f->tokenizer, "%s", al_error_message());
-    struct al_model_config config;
-    cr_assert_eq(al_model_preset("tiny", &config), 0);
-    config.vocab_size = al_tokenizer_vocab_size(f->tokenizer);
-    config.bos_token_id = -1;
-    config.eos_token_ids[0] = al_tokenizer_eos_id(f->tokenizer);
-    config.num_eos_token_ids = 1;
-    f->dir = test_tmpdir();
-    cr_assert_eq(al_random_model_write_std(&config, AL_DTYPE_F32, 8, MODEL_INIT_STD, f->dir, 0), 0, "%s",
-                 al_error_message());
-    f->backend = al_backend_cpu_create();
-    f->model = al_model_load(f->dir, f->backend);
-    cr_assert_not_null(f->model, "%s", al_error_message());
-    f->gen = (struct al_chat_generator){f->model, NULL, f->tokenizer, AL_CHAT_CHATML_QWEN25, {0}};
+    cr_assert_eq(test_chat_model_open(&f->m, 8, MODEL_INIT_STD), 0, "%s", al_error_message());
+    f->gen = (struct al_chat_generator){f->m.model, NULL, f->m.tokenizer, AL_CHAT_CHATML_QWEN25, {0}};
     f->gen.chat.string_arguments_as_objects = true;
     struct al_reader_options reader = {.strict = true};
     cr_assert_eq(al_dataset_load(&f->dataset, EVAL_DATA, &reader), 0, "%s", al_error_message());
@@ -68,10 +51,7 @@ static void fixture_close(struct eval_fixture *f)
 {
     al_eval_records_free(&f->records);
     al_dataset_free(&f->dataset);
-    al_model_free(f->model);
-    al_backend_destroy(f->backend);
-    al_tokenizer_free(f->tokenizer);
-    free(f->dir);
+    test_chat_model_close(&f->m);
 }
 
 /* A judge that calls everything a refusal and remembers the texts it was shown. */

@@ -12,12 +12,11 @@
 #include "agentlora/error.h"
 #include "agentlora/generate.h"
 #include "agentlora/model.h"
-#include "agentlora/random_model.h"
 #include "agentlora/tokenizer.h"
 #include "backend/backend.h"
+#include "model_testing.h"
 #include "test_support.h"
 
-#define DEMO_TOKENIZER "data/demo-tokenizer"
 #define SAMPLE_DATA "data/agentalign_sample.json"
 #define ASSISTANT_HEADER "<|im_start|>assistant\n"
 #define PREFIX "I will only help with safe and legal tasks."
@@ -25,10 +24,7 @@
 #define MODEL_INIT_STD 0.1f
 
 struct chat_fixture {
-    char *dir;
-    struct al_backend *backend;
-    struct al_model *model;
-    struct al_tokenizer *tokenizer;
+    struct test_chat_model m; /* dir, backend, model, tokenizer */
     struct al_chat_generator gen;
     struct al_conversation conv;
 };
@@ -43,21 +39,8 @@ static const char *const CONVERSATION =
 static void chat_open(struct chat_fixture *f)
 {
     memset(f, 0, sizeof *f);
-    f->tokenizer = al_tokenizer_load(DEMO_TOKENIZER);
-    cr_assert_not_null(f->tokenizer, "%s", al_error_message());
-    struct al_model_config config;
-    cr_assert_eq(al_model_preset("tiny", &config), 0);
-    config.vocab_size = al_tokenizer_vocab_size(f->tokenizer);
-    config.bos_token_id = -1;
-    config.eos_token_ids[0] = al_tokenizer_eos_id(f->tokenizer);
-    config.num_eos_token_ids = 1;
-    f->dir = test_tmpdir();
-    cr_assert_eq(al_random_model_write_std(&config, AL_DTYPE_F32, 8, MODEL_INIT_STD, f->dir, 0), 0, "%s",
-                 al_error_message());
-    f->backend = al_backend_cpu_create();
-    f->model = al_model_load(f->dir, f->backend);
-    cr_assert_not_null(f->model, "%s", al_error_message());
-    f->gen = (struct al_chat_generator){f->model, NULL, f->tokenizer, AL_CHAT_CHATML_QWEN25, {0}};
+    cr_assert_eq(test_chat_model_open(&f->m, 8, MODEL_INIT_STD), 0, "%s", al_error_message());
+    f->gen = (struct al_chat_generator){f->m.model, NULL, f->m.tokenizer, AL_CHAT_CHATML_QWEN25, {0}};
     cr_assert_eq(al_conversation_from_text(&f->conv, CONVERSATION, strlen(CONVERSATION), "test", 1), 0, "%s",
                  al_error_message());
 }
@@ -65,10 +48,7 @@ static void chat_open(struct chat_fixture *f)
 static void chat_close(struct chat_fixture *f)
 {
     al_conversation_free(&f->conv);
-    al_model_free(f->model);
-    al_backend_destroy(f->backend);
-    al_tokenizer_free(f->tokenizer);
-    free(f->dir);
+    test_chat_model_close(&f->m);
 }
 
 static struct al_generate_options greedy(int max_new_tokens)
@@ -104,7 +84,7 @@ Test(generate_chat, the_prompt_stops_at_the_first_assistant_response)
     cr_expect_null(strstr(g.prompt, "FIRST ANSWER"), "%s", g.prompt);
     cr_expect_null(strstr(g.prompt, "Thanks."), "%s", g.prompt);
     cr_expect_str_eq(g.prefix, "");
-    struct al_tokens tokens = encode(f.tokenizer, g.prompt);
+    struct al_tokens tokens = encode(f.m.tokenizer, g.prompt);
     cr_expect_eq(g.prompt_tokens, (int)tokens.count);
     al_tokens_free(&tokens);
     al_chat_generation_free(&g);
@@ -131,17 +111,17 @@ Test(generate_chat, the_prefix_is_prefilled_after_the_header_and_kept_apart)
     char *whole = malloc(length + 1);
     strcpy(whole, g.prompt);
     strcat(whole, PREFIX);
-    struct al_tokens tokens = encode(f.tokenizer, whole);
+    struct al_tokens tokens = encode(f.m.tokenizer, whole);
     cr_expect_eq(g.prompt_tokens, (int)tokens.count);
     struct al_token_prompt token_prompt = {tokens.ids, (int)tokens.count, 0};
     struct al_token_generation expected;
-    cr_assert_eq(al_generate_tokens(f.model, NULL, &token_prompt, 1, &options, &expected), 0, "%s",
+    cr_assert_eq(al_generate_tokens(f.m.model, NULL, &token_prompt, 1, &options, &expected), 0, "%s",
                  al_error_message());
     cr_expect_eq(expected.count, g.completion_count);
     cr_expect_eq(memcmp(expected.ids, g.completion_ids, sizeof(int32_t) * expected.count), 0);
 
     /* The completion is the new tokens only. */
-    char *decoded = al_tokenizer_decode(f.tokenizer, g.completion_ids, (size_t)g.completion_count, false, NULL);
+    char *decoded = al_tokenizer_decode(f.m.tokenizer, g.completion_ids, (size_t)g.completion_count, false, NULL);
     cr_expect_str_eq(g.completion, decoded);
     free(decoded);
     al_token_generation_free(&expected);
@@ -156,8 +136,8 @@ Test(generate_chat, default_stop_ids_are_the_end_of_turn_tokens)
     struct chat_fixture f;
     chat_open(&f);
     int32_t ids[AL_GENERATE_MAX_STOP_IDS];
-    int n = al_generate_stop_ids(f.tokenizer, al_model_get_config(f.model), ids, AL_GENERATE_MAX_STOP_IDS);
-    int32_t im_end = al_tokenizer_piece_to_id(f.tokenizer, "<|im_end|>");
+    int n = al_generate_stop_ids(f.m.tokenizer, al_model_get_config(f.m.model), ids, AL_GENERATE_MAX_STOP_IDS);
+    int32_t im_end = al_tokenizer_piece_to_id(f.m.tokenizer, "<|im_end|>");
     bool found = false;
     for (int i = 0; i < n; i++) {
         found |= ids[i] == im_end;
@@ -165,7 +145,7 @@ Test(generate_chat, default_stop_ids_are_the_end_of_turn_tokens)
             cr_expect_neq(ids[i], ids[j], "no repeats");
     }
     cr_expect(found, "<|im_end|> ends a ChatML turn");
-    cr_expect_eq(ids[0], al_tokenizer_eos_id(f.tokenizer), "eos first");
+    cr_expect_eq(ids[0], al_tokenizer_eos_id(f.m.tokenizer), "eos first");
     chat_close(&f);
 }
 
@@ -189,7 +169,7 @@ Test(generate_chat, the_stop_token_is_not_in_the_completion)
     cr_expect_eq(stopped.stop, AL_STOP_END_OF_TURN);
     cr_expect_eq(stopped.stop_id, stop);
     cr_expect_eq(stopped.completion_count, first);
-    char *expected = al_tokenizer_decode(f.tokenizer, free_run.completion_ids, (size_t)first, false, NULL);
+    char *expected = al_tokenizer_decode(f.m.tokenizer, free_run.completion_ids, (size_t)first, false, NULL);
     cr_expect_str_eq(stopped.completion, expected);
     free(expected);
     al_chat_generation_free(&free_run);

@@ -13,11 +13,9 @@
 #include "agentlora/evaluate.h"
 #include "agentlora/example.h"
 #include "agentlora/model.h"
-#include "agentlora/random_model.h"
 #include "agentlora/tokenizer.h"
+#include "model_testing.h"
 #include "test_support.h"
-
-#define DEMO_TOKENIZER "data/demo-tokenizer"
 
 static const char *const PLAIN[] = {
     "{\"instruction\": \"Name a colour.\", \"input\": \"\", \"output\": \"Blue.\"}",
@@ -29,38 +27,20 @@ static const char *const WITH_TOOLS =
     " \"tool_calls\": [{\"function\": {\"name\": \"weather\", \"arguments\": {}}}]}]}";
 
 struct fixture {
-    char *dir;
-    struct al_backend *backend;
-    struct al_model *model;
-    struct al_tokenizer *tokenizer;
+    struct test_chat_model m; /* dir, backend, model, tokenizer */
     struct al_chat_generator gen;
 };
 
 static void open_fixture(struct fixture *f)
 {
     memset(f, 0, sizeof *f);
-    f->tokenizer = al_tokenizer_load(DEMO_TOKENIZER);
-    cr_assert_not_null(f->tokenizer, "%s", al_error_message());
-    struct al_model_config config;
-    cr_assert_eq(al_model_preset("tiny", &config), 0);
-    config.vocab_size = al_tokenizer_vocab_size(f->tokenizer);
-    config.bos_token_id = -1;
-    config.eos_token_ids[0] = al_tokenizer_eos_id(f->tokenizer);
-    config.num_eos_token_ids = 1;
-    f->dir = test_tmpdir();
-    cr_assert_eq(al_random_model_write_std(&config, AL_DTYPE_F32, 3, 0.1f, f->dir, 0), 0, "%s", al_error_message());
-    f->backend = al_backend_cpu_create();
-    f->model = al_model_load(f->dir, f->backend);
-    cr_assert_not_null(f->model, "%s", al_error_message());
-    f->gen = (struct al_chat_generator){f->model, NULL, f->tokenizer, AL_CHAT_CHATML_TOOLS, {0}};
+    cr_assert_eq(test_chat_model_open(&f->m, 3, 0.1f), 0, "%s", al_error_message());
+    f->gen = (struct al_chat_generator){f->m.model, NULL, f->m.tokenizer, AL_CHAT_CHATML_TOOLS, {0}};
 }
 
 static void close_fixture(struct fixture *f)
 {
-    al_model_free(f->model);
-    al_backend_destroy(f->backend);
-    al_tokenizer_free(f->tokenizer);
-    free(f->dir);
+    test_chat_model_close(&f->m);
 }
 
 static void read_records(struct al_conversation *convs, struct al_eval_record *records, const char *const *texts, int n)
@@ -77,8 +57,8 @@ static double loss_from_logits(struct fixture *f, const struct al_conversation *
 {
     struct al_example_options options = {.format = f->gen.format};
     struct al_example example;
-    cr_assert_eq(al_example_build(&example, f->tokenizer, conv, &options, "test", 1), 0, "%s", al_error_message());
-    int n = (int)example.tokens.count, vocab = al_model_get_config(f->model)->vocab_size;
+    cr_assert_eq(al_example_build(&example, f->m.tokenizer, conv, &options, "test", 1), 0, "%s", al_error_message());
+    int n = (int)example.tokens.count, vocab = al_model_get_config(f->m.model)->vocab_size;
     int32_t *positions = malloc((size_t)n * sizeof *positions), *starts = calloc((size_t)n, sizeof *starts);
     int32_t *targets = malloc((size_t)n * sizeof *targets);
     for (int i = 0; i < n; i++) {
@@ -87,8 +67,8 @@ static double loss_from_logits(struct fixture *f, const struct al_conversation *
     }
     struct al_batch batch = {n, example.tokens.ids, targets, positions, starts};
     float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
-    struct al_workspace *workspace = al_workspace_create(f->model, NULL, n, false);
-    cr_assert_eq(al_model_logits(f->model, NULL, workspace, &batch, logits), 0, "%s", al_error_message());
+    struct al_workspace *workspace = al_workspace_create(f->m.model, NULL, n, false);
+    cr_assert_eq(al_model_logits(f->m.model, NULL, workspace, &batch, logits), 0, "%s", al_error_message());
     double sum = 0;
     for (int i = 0; i + 1 < n; i++) {
         if (!example.loss_mask[i + 1])
