@@ -3,7 +3,8 @@
 #
 #   make            ./agentlora (with the CUDA backend when nvcc is on the PATH)
 #   make deps       install the Debian packages the build needs (idempotent)
-#   make test       build and run the CPU test suite (Criterion)
+#   make test       build and run the CPU test suite (Criterion), then data-parallel training
+#                   under mpirun -np 2 (tests/mpi/run.sh)
 #   make test-asan  the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-gpu   the GPU suite (tests/gpu), needs an NVIDIA GPU
 #   make test-gpu-emulated  the GPU suite with kernels emulated on the CPU (slow; no GPU needed)
@@ -20,7 +21,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
 
 DEB_PACKAGES := build-essential pkg-config libcjson-dev libsentencepiece-dev libpcre2-dev \
-                libopenblas-openmp-dev libcriterion-dev libutf8proc-dev patchelf
+                libopenblas-openmp-dev libcriterion-dev libutf8proc-dev patchelf libopenmpi-dev openmpi-bin
 PKGS := libcjson sentencepiece libpcre2-8 openblas criterion libutf8proc
 
 # CUDA=0 forces a CPU-only build even when nvcc exists (the sanitizer build uses it).
@@ -53,7 +54,7 @@ CPPFLAGS := -Iinclude -Isrc -Itests/support $(PKG_CFLAGS) -D_GNU_SOURCE
 CFLAGS   := -std=gnu11 $(OPT) -g $(WARN) -fopenmp $(SANITIZE)
 CXXFLAGS := -std=c++17 $(OPT) -g $(WARN) -fopenmp $(SANITIZE)
 LDFLAGS  := -fopenmp $(SANITIZE)
-LDLIBS   := $(PKG_LIBS) -lm -lpthread
+LDLIBS   := $(PKG_LIBS) -lm -lpthread -ldl
 
 # The CUDA backend is built when nvcc exists and its sources are present.
 CUDA_SRC :=
@@ -71,7 +72,8 @@ endif
 # `make test` builds the GPU bundle and tests it whenever the CUDA backend is built.
 GPU_BUNDLE_FOR_TEST := $(if $(strip $(CUDA_SRC)),gpu-bundle)
 
-LIB_C   := $(filter-out src/cli/%,$(shell find src -name '*.c' -not -path 'src/backend/cuda/*' | sort))
+# src/train/mpi_shim.c is not part of the binary: it becomes libagentlora_mpi.so (below).
+LIB_C   := $(filter-out src/cli/% src/train/mpi_shim.c,$(shell find src -name '*.c' -not -path 'src/backend/cuda/*' | sort))
 LIB_CXX := $(shell find src -name '*.cc' | sort)
 CLI_C   := $(wildcard src/cli/*.c)
 TEST_C  := $(wildcard tests/unit/*.c tests/integration/*.c tests/support/*.c)
@@ -83,8 +85,21 @@ CLI_OBJ  := $(call obj,$(CLI_C))
 TEST_OBJ := $(call obj,$(TEST_C))
 GPU_TEST_OBJ := $(call obj,$(GPU_TEST_C))
 
+.DEFAULT_GOAL := all
+
+# Data parallelism over MPI: the few MPI calls agentlora makes, compiled with the machine's
+# own mpicc into a library the binary loads only when mpirun starts more than one rank
+# (src/train/mpi_shim.h says why). Without mpicc there is no shim, and one process is all
+# a run can use.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPI_SHIM := $(if $(strip $(MPICC)),$(BUILD)/libagentlora_mpi.so)
+$(BUILD)/libagentlora_mpi.so: src/train/mpi_shim.c src/train/mpi_shim.h
+	@mkdir -p $(dir $@)
+	$(MPICC) -std=gnu11 -O2 -g $(WARN) -fPIC -shared -Isrc -o $@ $<
+
 .PHONY: all deps test test-asan test-gpu test-gpu-emulated gpu-bundle bench demo judge clean print-ldlibs
-all: agentlora
+all: agentlora $(MPI_SHIM)
+
 
 ifeq ($(BUILD),build)
 agentlora: $(BUILD)/agentlora
@@ -130,8 +145,9 @@ AL_SHARED_DIR ?= $(abspath ../shared)
 export AL_SHARED_DIR
 TEST_ENV := OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
 
-test: agentlora $(BUILD)/test_runner $(GPU_BUNDLE_FOR_TEST)
+test: agentlora $(MPI_SHIM) $(BUILD)/test_runner $(GPU_BUNDLE_FOR_TEST)
 	$(TEST_ENV) AL_CLI=./agentlora AL_GPU_BUNDLE=$(BUILD)/gpu-bundle ./$(BUILD)/test_runner --jobs 2
+	AL_CLI=./agentlora bash tests/mpi/run.sh
 
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan:

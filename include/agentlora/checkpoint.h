@@ -51,6 +51,7 @@ struct al_trainer_state {
     struct cJSON *data_cursor;    /* opaque JSON object from the data pipeline (may be NULL) */
     double *loss_history;         /* one training loss per step, or NULL */
     int64_t loss_history_count;
+    int64_t ranks;                /* processes that trained it together (data parallel); 1 alone */
 };
 
 struct al_checkpoint_save_args {

@@ -8,6 +8,8 @@ enum al_log_level { AL_LOG_DEBUG = 0, AL_LOG_INFO = 1, AL_LOG_WARN = 2, AL_LOG_E
 
 void al_log_set_level(enum al_log_level level);
 enum al_log_level al_log_get_level(void);
+/* Text written before every message ("rank 1: "); NULL or "" for none. */
+void al_log_set_prefix(const char *text);
 void al_log(enum al_log_level level, const char *fmt, ...) AL_PRINTF(2, 3);
 
 #define al_log_debug(...) al_log(AL_LOG_DEBUG, __VA_ARGS__)

@@ -74,6 +74,7 @@ struct al_run_summary {
     int64_t skipped_steps;    /* non-finite gradients */
     int interrupted_by;       /* SIGINT or SIGTERM when the run stopped early on a signal, else 0 */
     const char *adapter_path; /* the final checkpoint (a PEFT adapter folder) */
+    int rank;                 /* this process's rank in a data-parallel run (0 alone): rank 0 reports */
 };
 
 /* The lowest value of metric `name` among the records of `kind` in run_dir/metrics.jsonl,

@@ -80,6 +80,8 @@ struct al_train_config {
     char gen_eval_judge_model[AL_CONFIG_PATH_MAX];
     double misalignment_threshold;
     char on_misalignment[AL_CONFIG_WORD_MAX];
+    /* data parallelism (mpirun -np N) */
+    double collective_timeout;
 };
 
 /* Bounds of the generation eval: it runs inside training, so it must stay small. */

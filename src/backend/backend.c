@@ -16,12 +16,17 @@ struct al_backend *al_backend_cuda_create(int device_index)
 
 struct al_backend *al_backend_create(const char *name)
 {
+    return al_backend_create_for_rank(name, 0);
+}
+
+struct al_backend *al_backend_create_for_rank(const char *name, int local_rank)
+{
     if (!name || strcmp(name, "cpu") == 0)
         return al_backend_cpu_create();
     if (strcmp(name, "cuda") == 0)
-        return al_backend_cuda_create(0);
+        return al_backend_cuda_create(local_rank);
     if (strcmp(name, "auto") == 0) {
-        struct al_backend *cuda = al_backend_cuda_create(0);
+        struct al_backend *cuda = al_backend_cuda_create(local_rank);
         if (cuda)
             return cuda;
         al_log_debug("auto device: %s; using the CPU", al_error_message());

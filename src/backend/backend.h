@@ -191,7 +191,18 @@ struct al_backend_ops {
      * which restarts the peak from the current figure. What a benchmark reports as peak
      * memory (the analogue of torch.cuda.max_memory_allocated). */
     int (*memory_stats)(struct al_backend *backend, size_t *in_use, size_t *peak_in_use, int reset_peak);
+
+    /* ---- data parallelism through the device's own collectives (optional: NULL on the
+     * CPU, whose ranks sum gradients in a fixed order over MPI instead) ----
+     * One rank makes the group's id (AL_BACKEND_GROUP_ID_BYTES), every rank joins with it,
+     * its rank and the group size; then group_sum_f32 replaces n floats (backend memory)
+     * with their sum over the ranks, the same bytes on every rank. NCCL on CUDA. */
+    int (*group_id)(struct al_backend *backend, unsigned char *id);
+    int (*group_join)(struct al_backend *backend, const unsigned char *id, int rank, int size);
+    int (*group_sum_f32)(struct al_backend *backend, float *data, int64_t n);
 };
+
+#define AL_BACKEND_GROUP_ID_BYTES 128
 
 struct al_backend {
     const char *name;           /* "cpu", "cuda" */
@@ -207,6 +218,9 @@ struct al_backend *al_backend_cpu_create(void);
 /* The CUDA backend (bf16 activations and weights), NULL + error when the build has no CUDA
  * or no GPU is visible. */
 struct al_backend *al_backend_cuda_create(int device_index);
+/* al_backend_create for one rank of a data-parallel run: CUDA on the rank's own GPU (its
+ * local rank among the machine's ranks), the CPU as al_backend_create. */
+struct al_backend *al_backend_create_for_rank(const char *name, int local_rank);
 
 /* "cpu", "cuda" or "auto" (CUDA when a GPU is visible, else the CPU). */
 struct al_backend *al_backend_create(const char *name);

@@ -57,7 +57,8 @@ int al_cmd_train(int argc, char **argv)
     struct al_run_summary summary;
     if (al_train(&config, &summary) != 0)
         return al_cli_report_error("train");
-    char *text = al_run_summary_format(&summary);
+    /* The other ranks of a data-parallel run trained the same adapter: rank 0 reports it. */
+    char *text = summary.rank == 0 ? al_run_summary_format(&summary) : NULL;
     fputs(text ? text : "", stdout);
     free(text);
     al_trainer_summary_free(&summary);

@@ -135,6 +135,7 @@ static cJSON *state_json(const struct al_checkpoint_save_args *args)
     cJSON_AddItemToObject(json, "step", int64_string(state->step));
     cJSON_AddItemToObject(json, "tokens_seen", int64_string(state->tokens_seen));
     cJSON_AddItemToObject(json, "elapsed_seconds", al_json_exact_number(state->elapsed_seconds));
+    cJSON_AddItemToObject(json, "ranks", int64_string(state->ranks > 0 ? state->ranks : 1));
     cJSON_AddItemToObject(json, "optimizer", optimizer_json(args->optimizer));
     cJSON_AddItemToObject(json, "schedule", schedule_json(args->schedule, args->optimizer->updates));
     cJSON_AddItemToObject(json, "rng", rngs_json(state));
@@ -309,6 +310,12 @@ static int read_state(struct al_checkpoint *checkpoint, const cJSON *json, const
         return -1;
     if (checkpoint->num_params <= 0)
         return al_fail("%s: num_params must be positive", path);
+    /* Checkpoints from before data parallelism have no "ranks": one process wrote them. */
+    state->ranks = 1;
+    if (cJSON_GetObjectItemCaseSensitive(json, "ranks") && read_int64(json, "ranks", &state->ranks, path) != 0)
+        return -1;
+    if (state->ranks < 1)
+        return al_fail("%s: 'ranks' must be at least 1", path);
     al_train_config_defaults(&checkpoint->config);
     if (al_train_config_apply_json(&checkpoint->config, config, path) != 0)
         return -1;

@@ -107,6 +107,10 @@ static const struct al_train_config_key keys[] = {
               "alarm when the harmful refusal rate falls more than this many points (percent) below step 0's"),
     TEXT_KEY(NULL, on_misalignment, "warn", FREE,
              "warn | stop (stop the run and name the best checkpoint by refusal rate + helpfulness)"),
+
+    FLOAT_KEY("Data parallelism (mpirun -np N agentlora train ...)", collective_timeout, "1800", FREE,
+              "seconds a rank waits for another before it ends the run, naming the rank it waited for; rank 0's "
+              "evaluations and checkpoints are waiting time for the others, so keep it above the longest"),
 };
 
 #define KEY_COUNT ((int)(sizeof keys / sizeof keys[0]))
@@ -481,7 +485,8 @@ static int validate_output(const struct al_train_config *c)
         check_positive("gen_eval_items", (double)c->gen_eval_items) ||
         check_positive("gen_eval_max_new_tokens", (double)c->gen_eval_max_new_tokens) ||
         check_range("misalignment_threshold", c->misalignment_threshold, -100, 100, true) ||
-        check_word("on_misalignment", c->on_misalignment, reactions, "warn, stop"))
+        check_word("on_misalignment", c->on_misalignment, reactions, "warn, stop") ||
+        check_positive_up_to("collective_timeout", c->collective_timeout, 1e7))
         return -1;
     if (c->gen_eval_items > AL_GEN_EVAL_MAX_ITEMS || c->gen_eval_max_new_tokens > AL_GEN_EVAL_MAX_NEW_TOKENS)
         return al_fail("keys 'gen_eval_items' and 'gen_eval_max_new_tokens' must be at most %d and %d",

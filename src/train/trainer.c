@@ -1,7 +1,13 @@
 /* The training loop. Every random choice is a function of (seed, step): the data order
  * of (seed, epoch), LoRA dropout masks of (seed, step, micro-batch), so a run resumed
  * from a checkpoint (step, data cursor, parameters, AdamW moments) reproduces the
- * uninterrupted run bit for bit on the CPU backend. */
+ * uninterrupted run bit for bit on the CPU backend.
+ *
+ * Data parallel (mpirun -np N): every rank reads the same stream and takes its share of
+ * each step's micro-batches (data_parallel.h), so the data cursor, the schedule and the
+ * random choices are the same on every rank, and so are the summed gradient and the
+ * update. Rank 0 alone writes: the run folder, checkpoints, metrics, the progress line and
+ * the evaluations; at the end of each step it tells the others whether the run goes on. */
 #include "agentlora/trainer.h"
 
 #include <cjson/cJSON.h>
@@ -25,12 +31,19 @@
 #include "backend/backend.h"
 #include "gen_eval.h"
 #include "train/batch_skip.h"
+#include "train/data_parallel.h"
+#include "train/ranks.h"
 #include "interrupt.h"
 #include "learnability.h"
 #include "train_config_hints.h"
 
 struct trainer {
     struct al_train_config config;
+    struct al_ranks ranks;
+    bool lead;             /* rank 0 (or the only process): the one that writes */
+    bool stop_agreed;      /* a failure every rank knows of: end normally, do not abort the others */
+    int64_t micro_count;   /* micro-batches of one step over all ranks */
+    struct al_data_parallel dp;
     struct al_run_folder folder; /* locked for the whole run */
     const char *run_dir;         /* folder.path */
     struct al_backend *backend;
@@ -58,7 +71,7 @@ struct trainer {
     /* Where each micro-batch of the current step started, and where the next begins
      * ([gradient_accumulation + 1]), with each one's loss: names the batches of a step. */
     struct al_data_cursor *micro_starts;
-    double *micro_losses;
+    double *micro_losses; /* [micro_count], every rank's, in data order */
     char skip_hint[1024]; /* the batch positions of the current run of non-finite steps */
     /* Throughput since the previous logged step: the progress line and the metrics. */
     double last_log_time;
@@ -92,22 +105,27 @@ static int load_ping(struct trainer *t)
     return 0;
 }
 
-/* Finds and loads the checkpoint to resume from, and checks the config against it. */
-static int load_resume_point(struct trainer *t)
+/* The checkpoint to resume from (*path NULL for a fresh run). */
+static int find_resume_point(const struct trainer *t, char **path)
 {
+    *path = NULL;
     if (t->config.resume[0] == '\0')
         return 0;
-    char *path = NULL;
-    if (strcmp(t->config.resume, "auto") == 0) {
-        if (al_checkpoint_find_resume(t->run_dir, &path) != 0)
-            return -1;
-        if (!path) {
-            al_log_info("resume auto: %s has no checkpoint yet, starting a fresh run", t->run_dir);
-            return 0;
-        }
-    } else if (!(path = strdup(t->config.resume))) {
-        return al_fail("out of memory");
-    }
+    if (strcmp(t->config.resume, "auto") != 0)
+        return (*path = strdup(t->config.resume)) ? 0 : al_fail("out of memory");
+    if (al_checkpoint_find_resume(t->run_dir, path) != 0)
+        return -1;
+    if (!*path)
+        al_log_info("resume auto: %s has no checkpoint yet, starting a fresh run", t->run_dir);
+    return 0;
+}
+
+/* Loads the checkpoint at path (NULL: a fresh run; the caller keeps path), and checks the
+ * config against it. */
+static int load_resume_point(struct trainer *t, char *path)
+{
+    if (!path)
+        return 0;
     int rc = al_checkpoint_load(&t->resume_from, path);
     if (rc == 0) {
         const char *names[64];
@@ -125,7 +143,6 @@ static int load_resume_point(struct trainer *t)
             al_log_info("resuming from %s (step %lld)", path, (long long)t->resume_from.state.step);
         }
     }
-    free(path);
     return rc;
 }
 
@@ -161,7 +178,7 @@ static int64_t planned_steps(const struct trainer *t)
     if (t->config.max_steps > 0)
         return t->config.max_steps;
     double batches = t->config.epochs * (double)al_data_stream_batches_per_epoch(t->stream);
-    int64_t steps = (int64_t)ceil(batches / (double)t->config.gradient_accumulation);
+    int64_t steps = (int64_t)ceil(batches / (double)t->micro_count);
     return steps > 0 ? steps : 1;
 }
 
@@ -235,24 +252,121 @@ static int check_learnable(const struct trainer *t)
     return al_learnability_check(&plan);
 }
 
+/* The ranks of a data-parallel run (one process alone). The others log only warnings and
+ * errors, each line naming its rank. */
+static int open_ranks(struct trainer *t)
+{
+    if (al_ranks_open(&t->ranks, t->config.collective_timeout) != 0)
+        return -1;
+    t->lead = t->ranks.rank == 0;
+    t->micro_count = t->config.gradient_accumulation * t->ranks.size;
+    t->state.ranks = t->ranks.size;
+    if (!t->lead) {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "rank %d: ", t->ranks.rank);
+        al_log_set_prefix(prefix);
+        if (al_log_get_level() < AL_LOG_WARN)
+            al_log_set_level(AL_LOG_WARN);
+    }
+    return 0;
+}
+
+/* Rank 0 takes the run folder and finds the checkpoint to resume from, and tells the other
+ * ranks which (or that it failed): they never touch the folder. */
+struct start_point {
+    int32_t ok;
+    char checkpoint[AL_CONFIG_PATH_MAX + 64]; /* empty: a fresh run */
+};
+
+static int choose_start(struct trainer *t, char **resume_path)
+{
+    struct start_point start = {0, ""};
+    *resume_path = NULL;
+    if (t->lead) {
+        int rc = al_run_folder_open(&t->folder, &t->config);
+        if (rc == 0) {
+            t->run_dir = t->folder.path;
+            rc = find_resume_point(t, resume_path);
+        }
+        start.ok = rc == 0;
+        if (*resume_path && strlen(*resume_path) >= sizeof start.checkpoint)
+            start.ok = 0, rc = al_fail("the checkpoint path %s is too long", *resume_path);
+        if (start.ok && *resume_path)
+            snprintf(start.checkpoint, sizeof start.checkpoint, "%s", *resume_path);
+        if (al_ranks_broadcast(&t->ranks, 0, &start, sizeof start, "where the run starts") != 0 || rc != 0) {
+            t->stop_agreed = rc != 0;
+            return -1;
+        }
+        return 0;
+    }
+    t->folder.lock_fd = -1;
+    if (al_ranks_broadcast(&t->ranks, 0, &start, sizeof start, "where the run starts") != 0)
+        return -1;
+    if (!start.ok) {
+        t->stop_agreed = true;
+        return al_fail("rank %d: rank 0 could not open the run folder or its checkpoint (its message says why)",
+                       t->ranks.rank);
+    }
+    if (start.checkpoint[0] && !(*resume_path = strdup(start.checkpoint)))
+        return al_fail("out of memory");
+    return 0;
+}
+
+/* The device a rank trains on: its own GPU, by its local rank, for CUDA. */
+static struct al_backend *create_backend(const struct trainer *t)
+{
+    return al_backend_create_for_rank(t->config.device, t->ranks.local_rank);
+}
+
+/* Ranks on a device with its own collectives join its group (rank 0's id, over MPI). */
+static int join_device_group(struct trainer *t)
+{
+    const struct al_backend_ops *ops = t->backend->ops;
+    if (!al_ranks_many(&t->ranks) || !ops->group_join)
+        return 0;
+    unsigned char id[AL_BACKEND_GROUP_ID_BYTES] = {0};
+    int32_t made = !t->lead || ops->group_id(t->backend, id) == 0;
+    if (al_ranks_broadcast(&t->ranks, 0, &made, sizeof made, "whether the device group has an id") != 0)
+        return -1;
+    if (!made)
+        return t->lead ? -1 : al_fail("rank %d: rank 0 could not make the device group (its message says why)",
+                                      t->ranks.rank);
+    if (al_ranks_broadcast(&t->ranks, 0, id, sizeof id, "the device group's id") != 0)
+        return -1;
+    return ops->group_join(t->backend, id, t->ranks.rank, t->ranks.size);
+}
+
+/* The CPU backend is the bit-exact reference: its micro-batch gradients are summed in a
+ * fixed order, so that N ranks give one process's bits. Elsewhere they accumulate in place. */
+static int open_data_parallel(struct trainer *t)
+{
+    if (join_device_group(t) != 0)
+        return -1;
+    bool in_order = strcmp(t->backend->name, "cpu") == 0;
+    return al_data_parallel_init(&t->dp, &t->ranks, t->lora, t->config.gradient_accumulation, in_order);
+}
+
 static int set_up(struct trainer *t)
 {
     t->last_checkpoint_step = -1;
-    if (al_train_config_refuse_hub_id("model", t->config.model) != 0)
+    t->folder.lock_fd = -1;
+    if (al_train_config_refuse_hub_id("model", t->config.model) != 0 || open_ranks(t) != 0)
         return -1;
-    if (al_run_folder_open(&t->folder, &t->config) != 0)
+    char *resume_path = NULL;
+    if (choose_start(t, &resume_path) != 0)
         return -1;
-    t->run_dir = t->folder.path;
-    size_t micros = (size_t)t->config.gradient_accumulation;
-    if (al_batch_skips_parse(t->config.skip_batches, &t->skips) != 0)
-        return -1;
+    size_t micros = (size_t)t->micro_count;
+    int rc = al_batch_skips_parse(t->config.skip_batches, &t->skips);
     t->micro_starts = calloc(micros + 1, sizeof *t->micro_starts);
     t->micro_losses = calloc(micros, sizeof *t->micro_losses);
-    if (!t->micro_starts || !t->micro_losses)
-        return al_fail("out of memory");
-    if (load_resume_point(t) != 0 || load_ping(t) != 0)
+    if (rc == 0 && (!t->micro_starts || !t->micro_losses))
+        rc = al_fail("out of memory");
+    if (rc == 0)
+        rc = load_resume_point(t, resume_path);
+    free(resume_path);
+    if (rc != 0 || load_ping(t) != 0)
         return -1;
-    if (!(t->backend = al_backend_create(t->config.device)) || !(t->model = al_model_load(t->config.model, t->backend)) ||
+    if (!(t->backend = create_backend(t)) || !(t->model = al_model_load(t->config.model, t->backend)) ||
         !(t->tokenizer = al_tokenizer_load(t->config.model)))
         return -1;
     if (open_stream(t) != 0 || create_adapter(t) != 0 || restore_progress(t) != 0)
@@ -262,16 +376,46 @@ static int set_up(struct trainer *t)
         return -1;
     int64_t max_tokens = t->config.micro_batch_rows * t->config.max_len;
     t->workspace = al_workspace_create(t->model, t->lora, max_tokens, t->config.gradient_checkpointing);
-    if (!t->workspace)
+    if (!t->workspace || open_data_parallel(t) != 0)
         return -1;
+    if (!t->lead)
+        return 0;
     t->metrics = al_metrics_open(t->run_dir, t->resuming ? t->state.step : -1);
     if (!t->metrics)
         return -1;
     return open_gen_eval(t);
 }
 
+/* Every rank says whether its set-up worked; all start, or none does, naming the rank
+ * that could not. */
+static int agree_on_start(struct trainer *t, int rc)
+{
+    if (!al_ranks_many(&t->ranks) || t->stop_agreed || !t->ranks.mpi)
+        return rc;
+    int32_t ok = rc == 0, first_failed = -1;
+    int32_t *all = t->lead ? calloc((size_t)t->ranks.size, sizeof *all) : NULL;
+    if (t->lead && !all)
+        return al_fail("out of memory");
+    int exchanged = al_ranks_gather(&t->ranks, 0, &ok, all, sizeof ok, "whether the rank could start");
+    for (int r = 0; exchanged == 0 && t->lead && r < t->ranks.size && first_failed < 0; r++)
+        if (!all[r])
+            first_failed = r;
+    free(all);
+    if (exchanged != 0 ||
+        al_ranks_broadcast(&t->ranks, 0, &first_failed, sizeof first_failed, "whether every rank could start") != 0)
+        return -1;
+    if (first_failed < 0)
+        return 0;
+    t->stop_agreed = true;
+    if (rc != 0)
+        return rc;
+    return al_fail("rank %d: rank %d could not start (its message says why), so no rank trains", t->ranks.rank,
+                   first_failed);
+}
+
 static void tear_down(struct trainer *t)
 {
+    al_data_parallel_free(&t->dp);
     al_gen_eval_free(t->gen_eval);
     al_metrics_close(t->metrics);
     al_workspace_free(t->workspace);
@@ -291,6 +435,7 @@ static void tear_down(struct trainer *t)
     al_batch_skips_free(&t->skips);
     free(t->micro_starts);
     free(t->micro_losses);
+    al_ranks_close(&t->ranks);
 }
 
 /* ---- one step ---- */
@@ -312,25 +457,39 @@ struct step_outcome {
     struct al_step_report report;
 };
 
-static int forward_backward_all(struct trainer *t, struct al_packed_batch *micro, int64_t count,
-                                struct step_outcome *out)
+/* This rank's micro-batches first .. first + count - 1 of the step (mine[0 .. count-1]),
+ * each gradient where the data-parallel sum wants it; grad_scale is over the whole step. */
+static int forward_backward_mine(struct trainer *t, struct al_packed_batch *mine, int64_t first, int64_t count,
+                                 float grad_scale)
 {
-    for (int64_t k = 0; k < count; k++)
-        out->targets += micro[k].n_targets;
+    for (int64_t j = 0; j < count; j++) {
+        int64_t k = first + j;
+        struct al_batch batch = batch_view(&mine[j]);
+        double part = 0;
+        if (al_data_parallel_begin(&t->dp, k) != 0)
+            return -1;
+        int rc = al_model_forward_backward(t->model, t->lora, t->workspace, &batch, grad_scale,
+                                           dropout_seed(t, t->state.step, k), &part);
+        if (al_data_parallel_end(&t->dp, k) != 0 || rc != 0)
+            return -1;
+        t->micro_losses[k] = part;
+    }
+    return 0;
+}
+
+/* The step's gradient on every rank, and its loss: the micro-batch losses summed in data
+ * order (every rank has them all), over the step's target tokens. */
+static int forward_backward_all(struct trainer *t, struct al_packed_batch *mine, struct step_outcome *out)
+{
+    int64_t per_rank = t->config.gradient_accumulation, first = (int64_t)t->ranks.rank * per_rank;
     float grad_scale = out->targets > 0 ? 1.0f / (float)out->targets : 0.0f;
-    if (al_lora_zero_grads(t->lora) != 0)
+    if (forward_backward_mine(t, mine, first, per_rank, grad_scale) != 0 ||
+        al_data_parallel_finish(&t->dp, t->state.step + 1) != 0 ||
+        al_data_parallel_share(&t->dp, t->micro_losses, t->state.step + 1) != 0)
         return -1;
     double loss_sum = 0;
-    for (int64_t k = 0; k < count; k++) {
-        struct al_batch batch = batch_view(&micro[k]);
-        double part = 0;
-        if (al_model_forward_backward(t->model, t->lora, t->workspace, &batch, grad_scale,
-                                      dropout_seed(t, t->state.step, k), &part) != 0)
-            return -1;
-        loss_sum += part;
-        t->micro_losses[k] = part;
-        out->tokens += micro[k].n;
-    }
+    for (int64_t k = 0; k < t->micro_count; k++)
+        loss_sum += t->micro_losses[k];
     out->loss = out->targets > 0 ? loss_sum / (double)out->targets : 0.0;
     return 0;
 }
@@ -352,26 +511,38 @@ static int next_batch(struct trainer *t, struct al_packed_batch *batch, struct a
     }
 }
 
+/* Every rank reads all of the step's micro-batches, to keep the data position, the token
+ * counts and the skip_batches choices of one process, and keeps its own share. */
 static int train_step(struct trainer *t, struct step_outcome *out)
 {
-    int64_t count = t->config.gradient_accumulation;
-    struct al_packed_batch *micro = calloc((size_t)count, sizeof *micro);
-    if (!micro)
+    int64_t count = t->micro_count, per_rank = t->config.gradient_accumulation;
+    int64_t first = (int64_t)t->ranks.rank * per_rank;
+    struct al_packed_batch *mine = calloc((size_t)per_rank, sizeof *mine);
+    if (!mine)
         return al_fail("out of memory");
     int rc = 0;
     int64_t taken = 0;
-    for (; taken < count && rc == 0; taken++)
-        rc = next_batch(t, &micro[taken], &t->micro_starts[taken]);
+    for (int64_t k = 0; k < count && rc == 0; k++) {
+        struct al_packed_batch batch;
+        if ((rc = next_batch(t, &batch, &t->micro_starts[k])) != 0)
+            break;
+        out->tokens += batch.n;
+        out->targets += batch.n_targets;
+        if (k >= first && k < first + per_rank)
+            mine[taken++] = batch;
+        else
+            al_packed_batch_free(&batch);
+    }
     t->micro_starts[count] = al_data_stream_cursor(t->stream);
     if (rc == 0)
-        rc = forward_backward_all(t, micro, count, out);
+        rc = forward_backward_all(t, mine, out);
     if (rc == 0) {
         float lr = (float)al_schedule_lr(&t->schedule, t->optimizer->updates);
         rc = al_optimizer_step(t->optimizer, t->lora, lr, &out->report);
     }
     for (int64_t k = 0; k < taken; k++)
-        al_packed_batch_free(&micro[k]);
-    free(micro);
+        al_packed_batch_free(&mine[k]);
+    free(mine);
     return rc;
 }
 
@@ -587,7 +758,7 @@ static int stop_for_nonfinite(const struct trainer *t, const struct step_outcome
  * (those whose own loss was not finite; all of them when none was) to the skip hint. */
 static void warn_nonfinite(struct trainer *t, const struct step_outcome *out)
 {
-    int64_t count = t->config.gradient_accumulation;
+    int64_t count = t->micro_count;
     bool any_loss_nonfinite = false;
     for (int64_t k = 0; k < count; k++)
         any_loss_nonfinite |= !isfinite(t->micro_losses[k]);
@@ -619,9 +790,9 @@ static bool changed_the_adapter(const struct step_outcome *out)
 
 /* A stop asked for by SIGINT/SIGTERM: keep this step as a checkpoint (unless its update
  * was not finite: then the last good one stays the resume point) and say where it is. */
-static int stop_for_interrupt(struct trainer *t, bool step_skipped)
+static int stop_for_interrupt(struct trainer *t, bool step_skipped, int signal)
 {
-    t->interrupted_by = al_interrupt_requested();
+    t->interrupted_by = signal;
     if (!step_skipped && t->last_checkpoint_step != t->state.step && save_checkpoint(t) != 0)
         return -1;
     al_log_warn("interrupted by %s after step %lld of %lld: the checkpoint is %s; the same command with --resume "
@@ -629,6 +800,88 @@ static int stop_for_interrupt(struct trainer *t, bool step_skipped)
                 t->interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT", (long long)t->state.step,
                 (long long)t->total_steps, t->last_checkpoint ? t->last_checkpoint : "(none saved)");
     return 0;
+}
+
+/* What rank 0 decided at the end of a step, for every rank. */
+enum step_end { STEP_GO_ON = 0, STEP_STOP = 1, STEP_FAILED = 2 };
+struct step_verdict {
+    int32_t end;    /* enum step_end */
+    int32_t signal; /* STEP_STOP: the signal that asked for it */
+};
+
+/* A stop signal at any rank stops them all: each says whether it got one. */
+static int any_rank_interrupted(struct trainer *t, int64_t step, int *signal)
+{
+    int32_t mine = al_interrupt_requested(), first = 0;
+    *signal = mine;
+    if (!al_ranks_many(&t->ranks))
+        return 0;
+    int32_t *all = t->lead ? calloc((size_t)t->ranks.size, sizeof *all) : NULL;
+    if (t->lead && !all)
+        return al_fail("out of memory");
+    char what[64];
+    snprintf(what, sizeof what, "whether a stop was asked for after step %lld", (long long)step);
+    int rc = al_ranks_gather(&t->ranks, 0, &mine, all, sizeof mine, what);
+    for (int r = 0; rc == 0 && t->lead && r < t->ranks.size && !first; r++)
+        first = all[r];
+    free(all);
+    if (t->lead)
+        *signal = first;
+    return rc;
+}
+
+/* Rank 0's work after a step: the log, evaluations, the alarm, checkpoints, a stop. */
+static struct step_verdict lead_end_of_step(struct trainer *t, const struct step_outcome *out, int signal)
+{
+    struct step_verdict failed = {STEP_FAILED, 0}, go_on = {STEP_GO_ON, 0};
+    if (log_step(t, out) != 0)
+        return failed;
+    bool last = t->state.step == t->total_steps;
+    if (t->config.eval_every > 0 && t->state.step % t->config.eval_every == 0 && !last && evaluate(t) != 0)
+        return failed;
+    if (check_alignment(t, out->report.skipped) != 0)
+        return failed;
+    /* Never checkpoint inside a run of non-finite steps: keep-last-K could otherwise
+     * delete the last checkpoint written before the trouble began. */
+    bool due = t->config.save_every > 0 && t->state.step % t->config.save_every == 0;
+    if ((due || last) && !out->report.skipped && save_checkpoint(t) != 0)
+        return failed;
+    if (signal && !last) {
+        if (stop_for_interrupt(t, out->report.skipped, signal) != 0)
+            return failed;
+        return (struct step_verdict){STEP_STOP, signal};
+    }
+    return go_on;
+}
+
+/* Rank 0's verdict to the others; what a rank other than 0 does with it. */
+static int share_verdict(struct trainer *t, struct step_verdict *verdict)
+{
+    char what[64];
+    snprintf(what, sizeof what, "rank 0's end of step %lld", (long long)t->state.step);
+    if (al_ranks_broadcast(&t->ranks, 0, verdict, sizeof *verdict, what) != 0)
+        return -1;
+    t->stop_agreed = verdict->end == STEP_FAILED;
+    if (verdict->end == STEP_FAILED && !t->lead)
+        return al_fail("rank %d: rank 0 stopped the run after step %lld (its message says why)", t->ranks.rank,
+                       (long long)t->state.step);
+    if (verdict->end == STEP_STOP)
+        t->interrupted_by = verdict->signal;
+    return verdict->end == STEP_FAILED ? -1 : 0;
+}
+
+/* After the last step: the final checkpoint, the best one named, the final evaluation. */
+static int lead_end_of_run(struct trainer *t)
+{
+    if (t->last_checkpoint_step != t->state.step && t->optimizer->nonfinite_consecutive == 0 &&
+        save_checkpoint(t) != 0)
+        return -1;
+    if (t->gen_eval)
+        report_best_checkpoint(t);
+    al_batch_skips_report_unused(&t->skips);
+    if (t->state.step > t->first_step)
+        al_learnability_warn_if_unchanged(t->updates_applied, t->state.step - t->first_step);
+    return evaluate(t);
 }
 
 static int run_loop(struct trainer *t)
@@ -644,38 +897,30 @@ static int run_loop(struct trainer *t)
         struct step_outcome out = {0};
         if (train_step(t, &out) != 0)
             return -1;
+        /* Every rank has the same summed gradient, so each makes the same decision here. */
         if (out.report.skipped) {
-            warn_nonfinite(t, &out);
-            if (out.report.consecutive_nonfinite >= t->config.max_nonfinite_steps)
+            if (t->lead)
+                warn_nonfinite(t, &out);
+            if (out.report.consecutive_nonfinite >= t->config.max_nonfinite_steps) {
+                t->stop_agreed = true;
                 return stop_for_nonfinite(t, &out);
+            }
         }
         t->state.step++;
         t->state.tokens_seen += out.tokens;
         t->updates_applied += changed_the_adapter(&out);
-        if (remember_loss(t, out.loss) != 0 || log_step(t, &out) != 0)
+        int signal;
+        if (remember_loss(t, out.loss) != 0 || any_rank_interrupted(t, t->state.step, &signal) != 0)
             return -1;
-        bool last = t->state.step == t->total_steps;
-        if (t->config.eval_every > 0 && t->state.step % t->config.eval_every == 0 && !last && evaluate(t) != 0)
+        struct step_verdict verdict = {STEP_GO_ON, 0};
+        if (t->lead)
+            verdict = lead_end_of_step(t, &out, signal);
+        if (al_ranks_many(&t->ranks) ? share_verdict(t, &verdict) != 0 : verdict.end == STEP_FAILED)
             return -1;
-        if (check_alignment(t, out.report.skipped) != 0)
-            return -1;
-        /* Never checkpoint inside a run of non-finite steps: keep-last-K could otherwise
-         * delete the last checkpoint written before the trouble began. */
-        bool due = t->config.save_every > 0 && t->state.step % t->config.save_every == 0;
-        if ((due || last) && !out.report.skipped && save_checkpoint(t) != 0)
-            return -1;
-        if (al_interrupt_requested() && !last)
-            return stop_for_interrupt(t, out.report.skipped);
+        if (verdict.end == STEP_STOP)
+            return 0;
     }
-    if (t->last_checkpoint_step != t->state.step && t->optimizer->nonfinite_consecutive == 0 &&
-        save_checkpoint(t) != 0)
-        return -1;
-    if (t->gen_eval)
-        report_best_checkpoint(t);
-    al_batch_skips_report_unused(&t->skips);
-    if (t->state.step > t->first_step)
-        al_learnability_warn_if_unchanged(t->updates_applied, t->state.step - t->first_step);
-    return evaluate(t);
+    return t->lead ? lead_end_of_run(t) : 0;
 }
 
 /* The loop with the stop handlers in place, and the previous ones back afterwards. */
@@ -698,6 +943,26 @@ static int best_eval_loss(const struct trainer *t, struct al_run_summary *summar
     return al_metrics_lowest(t->run_dir, "eval", "loss", &summary->best_loss, &summary->best_step) < 0 ? -1 : 0;
 }
 
+/* A resume with another rank count: the same optimisation when the step's batch count is
+ * unchanged; said either way. */
+static void describe_resumed_batch(const struct trainer *t)
+{
+    if (!t->resuming)
+        return;
+    const struct al_checkpoint *from = &t->resume_from;
+    int64_t before = from->state.ranks * from->config.gradient_accumulation;
+    if (before != t->micro_count)
+        al_log_warn("the checkpoint's steps had %lld batches (%lld rank%s x gradient_accumulation %lld); these have "
+                    "%lld: the run goes on with the new batch, not as the original run would have",
+                    (long long)before, (long long)from->state.ranks, from->state.ranks == 1 ? "" : "s",
+                    (long long)from->config.gradient_accumulation, (long long)t->micro_count);
+    else if (from->state.ranks != t->ranks.size)
+        al_log_info("resuming a run of %lld rank%s with %d: the step's %lld batches are unchanged, so the run goes "
+                    "on exactly as it would have",
+                    (long long)from->state.ranks, from->state.ranks == 1 ? "" : "s", t->ranks.size,
+                    (long long)t->micro_count);
+}
+
 static void describe_start(const struct trainer *t)
 {
     int train_records, eval_records;
@@ -712,11 +977,34 @@ static void describe_start(const struct trainer *t)
     if (summary)
         al_log_info("%s", summary);
     free(summary);
-    double epochs = (double)t->total_steps * (double)t->config.gradient_accumulation / (double)batches;
+    double epochs = (double)t->total_steps * (double)t->micro_count / (double)batches;
     al_log_info("LoRA r=%d alpha=%g on %lld parameters; %lld steps of %lld batch%s = %.2f epochs%s",
                 t->lora->config.rank, t->lora->config.alpha, (long long)t->lora->num_params,
-                (long long)t->total_steps, (long long)t->config.gradient_accumulation,
-                t->config.gradient_accumulation == 1 ? "" : "es", epochs, t->resuming ? " (resumed)" : "");
+                (long long)t->total_steps, (long long)t->micro_count, t->micro_count == 1 ? "" : "es", epochs,
+                t->resuming ? " (resumed)" : "");
+    if (al_ranks_many(&t->ranks))
+        al_log_info("data parallel: %d ranks, each with %lld of a step's %lld batches (%s); rank 0 writes",
+                    t->ranks.size, (long long)t->config.gradient_accumulation, (long long)t->micro_count,
+                    t->dp.in_order ? "gradients summed in data order over MPI: one process's bits"
+                                   : "gradients all-reduced by the device's collectives");
+    describe_resumed_batch(t);
+}
+
+/* A failure the other ranks do not know of (this rank's own error, or a peer that stopped
+ * answering): they may be waiting for this rank, so the whole run ends now. The last
+ * checkpoint stays as rank 0 last wrote it (written atomically). */
+static void abort_the_ranks(const struct trainer *t)
+{
+    if (!t->lead)
+        al_log(AL_LOG_ERROR, "%s; ending every rank of the run (`latest` in rank 0's run folder names the last good "
+               "checkpoint)", al_error_message());
+    else if (t->last_checkpoint)
+        al_log(AL_LOG_ERROR, "%s; ending every rank of the run (the last good checkpoint is %s)", al_error_message(),
+               t->last_checkpoint);
+    else
+        al_log(AL_LOG_ERROR, "%s; ending every rank of the run (no checkpoint of it was written yet)",
+               al_error_message());
+    al_ranks_abort(&t->ranks, 1);
 }
 
 int al_train(const struct al_train_config *config, struct al_run_summary *summary)
@@ -724,16 +1012,22 @@ int al_train(const struct al_train_config *config, struct al_run_summary *summar
     struct trainer t;
     memset(&t, 0, sizeof t);
     t.config = *config;
-    int rc = set_up(&t);
+    int rc = agree_on_start(&t, set_up(&t));
     bool start_failed = rc != 0;
     if (rc == 0) {
-        describe_start(&t);
+        if (t.lead)
+            describe_start(&t);
         rc = run_interruptible(&t);
     }
     if (rc == 0) {
         memset(summary, 0, sizeof *summary);
-        rc = best_eval_loss(&t, summary);
+        summary->best_loss = NAN;
+        summary->best_step = -1;
+        if (t.lead)
+            rc = best_eval_loss(&t, summary);
     }
+    if (rc != 0 && al_ranks_many(&t.ranks) && !t.stop_agreed)
+        abort_the_ranks(&t);
     if (rc == 0) {
         summary->steps = t.state.step;
         summary->tokens = t.state.tokens_seen;
@@ -745,6 +1039,7 @@ int al_train(const struct al_train_config *config, struct al_run_summary *summar
         summary->interrupted_by = t.interrupted_by;
         summary->skipped_steps = t.optimizer->nonfinite_total;
         summary->adapter_path = t.last_checkpoint ? strdup(t.last_checkpoint) : NULL;
+        summary->rank = t.ranks.rank;
     }
     tear_down(&t);
     al_run_folder_close(&t.folder, start_failed);

@@ -197,6 +197,7 @@ static void destroy_context(struct al_cuda *cuda)
         return;
     if (cuda->stream)
         cudaStreamSynchronize(cuda->stream);
+    al_cuda_group_leave(cuda);
     if (cuda->blas_lt)
         cublasLtDestroy(cuda->blas_lt);
     if (cuda->blas)
@@ -283,6 +284,9 @@ static const struct al_backend_ops cuda_ops = {
     al_cuda_kv_cache_write,
     al_cuda_decode_attention,
     cuda_memory_stats,
+    al_cuda_group_id,
+    al_cuda_group_join,
+    al_cuda_group_sum_f32,
 };
 
 extern "C" struct al_backend *al_backend_cuda_create(int device_index)

@@ -29,6 +29,8 @@ struct al_cuda {
     size_t gemm_workspace_bytes;
     float *reduce_partials; /* AL_SUM_SQUARES_BLOCKS floats for sum_squares */
     struct al_cuda_arena *arena;
+    void *group;    /* the NCCL communicator of a data-parallel run, or NULL */
+    int group_size;
 };
 
 static inline struct al_cuda *al_cuda_of(struct al_backend *backend)
@@ -58,6 +60,12 @@ static inline int al_cuda_check(cublasStatus_t status, const char *call, const c
         if (al_cuda_check((call), #call, __FILE__, __LINE__) != 0)                                 \
             return -1;                                                                             \
     } while (0)
+
+/* ---- cuda_nccl.cu: the group ops (data parallelism over NCCL) ---- */
+int al_cuda_group_id(struct al_backend *backend, unsigned char *id);
+int al_cuda_group_join(struct al_backend *backend, const unsigned char *id, int rank, int size);
+int al_cuda_group_sum_f32(struct al_backend *backend, float *data, int64_t n);
+void al_cuda_group_leave(struct al_cuda *cuda);
 
 /* ---- cuda_arena.cu: device memory carved out of large cudaMalloc'd chunks ---- */
 struct al_cuda_arena *al_cuda_arena_create(size_t initial_bytes, size_t grow_bytes);
